@@ -1,0 +1,37 @@
+"""Anonymous, opt-out usage telemetry for SlackONOS and any Bolt for Python bot.
+
+Importing this package is cheap on purpose (a host imports it at start): the
+Slack plugin, TinyDB and the posthog SDK are loaded only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load_plugins", "register"]
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+    from .plugin import TelemetryPlugin
+
+
+def register(
+    app: App,
+    *,
+    config_path: str | None = None,
+    app_version: str | None = None,
+    release: str | None = None,
+) -> TelemetryPlugin:
+    """Add telemetry to a Bolt app: commands, status, tracker and shutdown hook."""
+    from .plugin import register as register_plugin
+
+    return register_plugin(app, config_path=config_path, app_version=app_version, release=release)
+
+
+def load_plugins(app: App, **options: Any) -> list[Any]:
+    """Register every plugin of the ``slackonos.plugins`` entry point group."""
+    from .plugin_loading import load_plugins as load_all
+
+    return load_all(app, **options)

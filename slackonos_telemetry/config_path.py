@@ -1,0 +1,26 @@
+"""Where the config file is: the explicit path, else SLACKONOS_CONFIG, else ./config/config.json."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+CONFIG_ENV_VAR = "SLACKONOS_CONFIG"
+DEFAULT_RELATIVE_PATH = Path("config") / "config.json"
+OUTBOX_FILE_NAME = "telemetry-outbox.json"
+
+
+def resolve_config_path(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    env = os.environ if environ is None else environ
+    chosen = explicit if explicit else env.get(CONFIG_ENV_VAR) or None
+    path = Path(chosen) if chosen else DEFAULT_RELATIVE_PATH
+    # Absolute now, so a later chdir by the host cannot move the file under us.
+    return Path(os.path.abspath(path))
+
+
+def outbox_path_for(config_path: Path) -> Path:
+    return config_path.with_name(OUTBOX_FILE_NAME)

@@ -1,0 +1,81 @@
+"""The shared config file, read and written through TinyDB.
+
+The host bot owns the file; the plugin owns a few keys in it. Every write is a
+read-modify-write under the file's lock, so concurrent writers (threads, the
+CLI, a second bot) never lose each other's keys, and a file that cannot be
+parsed is reported, never written over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.table import Document
+
+from .json_file import JSONFileError, read_json_object
+from .locking import lock_for
+from .storages import FLAT_DOCUMENT_ID, FlatObjectStorage
+
+ENABLED_KEY = "telemetryEnabled"
+API_KEY_KEY = "telemetryApiKey"
+HOST_KEY = "telemetryHost"
+INSTANCE_ID_KEY = "telemetryInstanceId"
+NOTICE_SHOWN_KEY = "telemetryNoticeShown"
+ADMIN_CHANNEL_KEY = "adminChannel"
+
+ConfigReadError = JSONFileError
+
+
+class ConfigWriteError(Exception):
+    """The config file could not be saved; it was left as it was."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot save {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+Decide = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+
+
+class ConfigStore:
+    """One config file: fresh reads, and writes that keep every key they do not set."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = lock_for(path)
+
+    def read(self) -> dict[str, Any]:
+        """The file's object as it is now ({} when missing). Raises ConfigReadError."""
+        return read_json_object(self.path) or {}
+
+    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Set ``changes``; returns the object as it was before."""
+        before, _ = self.modify(lambda _current: changes)
+        return before
+
+    def modify(self, decide: Decide) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Under the lock, show ``decide`` the current object and write what it returns.
+
+        ``decide`` returning None writes nothing. Returns (before, after).
+        Raises ConfigReadError for a file that cannot be parsed (left untouched)
+        and ConfigWriteError when the new file cannot be written.
+        """
+        try:
+            with self._lock.hold():
+                database = TinyDB(self.path, storage=FlatObjectStorage)
+                table = database.table(TinyDB.default_table_name)
+                current = table.get(doc_id=FLAT_DOCUMENT_ID)
+                before = dict(current) if isinstance(current, dict) else {}
+                changes = decide(dict(before))
+                if not changes:
+                    return before, before
+                table.upsert(Document(dict(changes), doc_id=FLAT_DOCUMENT_ID))
+                return before, {**before, **changes}
+        except JSONFileError:
+            raise
+        except OSError as exc:
+            raise ConfigWriteError(self.path, exc.strerror or str(exc)) from None

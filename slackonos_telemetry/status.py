@@ -1,0 +1,110 @@
+"""The telemetry status: every setting, where it came from, and the outbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config_path import outbox_path_for
+from .config_store import ConfigStore
+from .instance_id import InstanceId, ensure_instance_id, existing_instance_id
+from .outbox import Outbox, OutboxStats
+from .release import resolve_release
+from .settings import Settings, resolve_settings
+
+_MASK_VISIBLE_HEAD = 8
+_MASK_VISIBLE_TAIL = 3
+
+
+def mask_api_key(key: str) -> str:
+    """Enough of the key to tell which one it is, not enough to reuse it."""
+    if not key:
+        return "(none)"
+    if len(key) <= _MASK_VISIBLE_HEAD + _MASK_VISIBLE_TAIL:
+        return key[:2] + "..."
+    return f"{key[:_MASK_VISIBLE_HEAD]}...{key[-_MASK_VISIBLE_TAIL:]}"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    settings: Settings
+    instance_id: InstanceId | None
+    outbox: OutboxStats
+    app_version: str
+    release: str
+
+    def as_json(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "enabled": settings.enabled,
+            "source": settings.source,
+            "reason": settings.reason,
+            "instance_id": self.instance_id.value if self.instance_id else None,
+            "instance_id_persisted": bool(self.instance_id and self.instance_id.persisted),
+            "host": settings.host,
+            "api_key": mask_api_key(settings.api_key),
+            "config_path": str(settings.config_path),
+            "outbox_pending": self.outbox.pending,
+            "outbox_dropped": self.outbox.dropped,
+            "app_version": self.app_version,
+            "release": self.release,
+            "debug": settings.debug,
+        }
+
+    def text_lines(self) -> list[str]:
+        settings = self.settings
+        state = "enabled" if settings.enabled else "disabled"
+        lines = [f"Telemetry: {state} (source: {settings.source})"]
+        if settings.reason:
+            lines.append(f"  reason: {settings.reason}")
+        lines.append(f"Instance ID: {self.instance_id_text()}")
+        lines += [
+            f"Host: {settings.host or '(none)'} ({settings.host_source})",
+            f"API key: {mask_api_key(settings.api_key)} ({settings.api_key_source})",
+            f"Config file: {settings.config_path}",
+            f"Outbox: {self.outbox.pending} pending, {self.outbox.dropped} dropped, "
+            f"last delivery: {self.outbox.last_delivery or 'never'}",
+            f"App version: {self.app_version}, release: {self.release}",
+            f"Debug (print payloads, send nothing): {'on' if settings.debug else 'off'}",
+        ]
+        lines += [f"Warning: {warning}" for warning in settings.warnings]
+        return lines
+
+    def instance_id_text(self) -> str:
+        if self.instance_id is None:
+            return "(none yet: made on first use while enabled)"
+        if self.instance_id.persisted:
+            return self.instance_id.value
+        return f"{self.instance_id.value} ({self.instance_id.problem})"
+
+
+def collect_status(
+    config_path: Path,
+    *,
+    app_version: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
+) -> StatusReport:
+    """Gather the status. An ID is made only while telemetry is on: an opted-out
+    user's config file is not written by looking at the status."""
+    env = os.environ if environ is None else environ
+    settings = settings or resolve_settings(config_path, env)
+    store = ConfigStore(config_path)
+    instance: InstanceId | None
+    if settings.enabled:
+        instance = ensure_instance_id(store)
+    else:
+        found = existing_instance_id(store)
+        instance = InstanceId(found, persisted=True) if found else None
+    outbox = Outbox(outbox_path_for(config_path))
+    return StatusReport(
+        settings=settings,
+        instance_id=instance,
+        outbox=outbox.stats(),
+        app_version=app_version or __version__,
+        release=resolve_release(settings.release_override),
+    )
