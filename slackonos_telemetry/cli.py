@@ -100,7 +100,37 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"give up after S seconds (default {DEFAULT_FLUSH_TIMEOUT:g})",
     )
+    run = command("run", _run, "run the bot with its plugins (console when no Slack tokens)")
+    modes = run.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--console",
+        dest="mode",
+        action="store_const",
+        const="console",
+        help="a local console, no Slack needed (default without tokens)",
+    )
+    modes.add_argument(
+        "--socket",
+        dest="mode",
+        action="store_const",
+        const="socket",
+        help="Socket Mode (default with SLACK_BOT_TOKEN and SLACK_APP_TOKEN)",
+    )
+    modes.add_argument(
+        "--http",
+        dest="port",
+        type=_port,
+        metavar="PORT",
+        help="Events API over HTTP on PORT, path /slack/events",
+    )
+    run.add_argument("--bind", metavar="ADDR", help="address for --http (default 127.0.0.1)")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -201,3 +231,18 @@ def _flush(args: argparse.Namespace) -> int:
         why = last.failure.detail if last and last.failure else (last.stopped_by if last else "")
         raise CommandFailed(f"{left} event(s) still waiting after {args.timeout:g} s ({why})")
     return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import HTTP, RunError, RunOptions, run
+
+    if args.bind is not None and args.port is None:
+        raise UsageError("--bind goes with --http PORT")
+    mode = HTTP if args.port is not None else args.mode
+    options = RunOptions(mode=mode, port=args.port, bind=args.bind or "127.0.0.1")
+    try:
+        return run(options, _config_path(args))
+    except RunError as exc:
+        if exc.exit_code == EXIT_USAGE:
+            raise UsageError(str(exc)) from None
+        raise CommandFailed(str(exc)) from None

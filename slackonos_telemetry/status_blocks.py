@@ -1,0 +1,120 @@
+"""The telemetry status as a Slack message: Block Kit with a plain-text fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .disclosure import COLLECTED, HOW_TO_DISABLE, NOT_COLLECTED
+from .status import StatusReport, mask_api_key
+
+TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"
+TURN_ON = "on"
+TURN_OFF = "off"
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+
+
+def describe_uptime(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def status_message(report: StatusReport, uptime_seconds: float | None) -> SlackMessage:
+    settings = report.settings
+    state = "on" if settings.enabled else "off"
+    uptime = describe_uptime(uptime_seconds) if uptime_seconds is not None else "not running"
+    facts = [
+        ("State", f"{state} (source: {settings.source})"),
+        ("Instance ID", report.instance_id_text()),
+        ("Host", settings.host or "(none)"),
+        ("API key", mask_api_key(settings.api_key)),
+        ("Version", f"{report.app_version} (release {report.release})"),
+        ("Uptime", uptime),
+        ("Outbox", f"{report.outbox.pending} waiting, {report.outbox.dropped} dropped"),
+        ("Last delivery", report.outbox.last_delivery or "never"),
+    ]
+    fallback = [f"Telemetry is {state} (source: {settings.source})"]
+    if settings.reason:
+        fallback.append(f"Why: {settings.reason}")
+    fallback += [f"{label}: {value}" for label, value in facts[1:]]
+    fallback += [
+        "Collected: " + "; ".join(COLLECTED),
+        "Never collected: " + "; ".join(NOT_COLLECTED),
+        "To turn it off: " + "; or ".join(HOW_TO_DISABLE),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(f"Telemetry is {state}")},
+    ]
+    if settings.reason:
+        blocks.append(_section(f":warning: {settings.reason}"))
+    blocks.append(
+        {"type": "section", "fields": [_mrkdwn(f"*{label}*\n{value}") for label, value in facts]}
+    )
+    blocks += [
+        _section("*Collected:* " + "; ".join(COLLECTED)),
+        _section("*Never collected:* " + "; ".join(NOT_COLLECTED)),
+        {"type": "context", "elements": [_mrkdwn("To turn it off: " + " • ".join(HOW_TO_DISABLE))]},
+        {"type": "actions", "elements": [toggle_button(settings.enabled)]},
+    ]
+    return SlackMessage("\n".join(fallback), blocks)
+
+
+def toggle_button(enabled: bool) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": TOGGLE_ACTION_ID,
+        "text": _plain("Turn telemetry off" if enabled else "Turn telemetry on"),
+        "value": TURN_OFF if enabled else TURN_ON,
+    }
+    if enabled:
+        button["style"] = "danger"
+    else:
+        button["style"] = "primary"
+    return button
+
+
+def notice_message(enabled: bool) -> SlackMessage:
+    text = (
+        "This bot sends anonymous usage telemetry (startup, a daily heartbeat, shutdown). "
+        "Collected: "
+        + "; ".join(COLLECTED)
+        + ". Never collected: "
+        + "; ".join(NOT_COLLECTED)
+        + ". To turn it off: "
+        + "; or ".join(HOW_TO_DISABLE)
+        + ". See it with `telemetry status`."
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain("About telemetry")},
+        _section(
+            "This bot sends *anonymous* usage telemetry: startup, a daily heartbeat, shutdown."
+        ),
+        _section("*Collected:* " + "; ".join(COLLECTED)),
+        _section("*Never collected:* " + "; ".join(NOT_COLLECTED)),
+        {"type": "context", "elements": [_mrkdwn("To turn it off: " + " • ".join(HOW_TO_DISABLE))]},
+        {"type": "actions", "elements": [toggle_button(enabled)]},
+    ]
+    return SlackMessage(text, blocks)
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text[:150]}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text[:2000]}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text[:3000])}
