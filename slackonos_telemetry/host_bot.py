@@ -28,8 +28,8 @@ _SETCONFIG = re.compile(r"^\s*setconfig\s+(\S+)\s+(.+?)\s*$", re.IGNORECASE)
 
 
 def add_host_listeners(app: App, config_path: Path, *, chatty: bool = False) -> None:
-    """``chatty``: answer every unknown message (the console); in a workspace only
-    direct messages get that answer, so the bot does not reply to every chat."""
+    """``chatty``: answer every unknown message (the console); in a workspace the
+    catch-all stays silent, so the bot does not reply to every chat."""
     store = ConfigStore(config_path)
 
     @app.message(re.compile(r"^\s*help\s*$", re.IGNORECASE))
@@ -54,7 +54,7 @@ def add_host_listeners(app: App, config_path: Path, *, chatty: bool = False) -> 
         # Catch-all: every message the plugin did not claim ends here.
         if event.get("subtype") or event.get("bot_id"):
             return
-        if not chatty and event.get("channel_type") != "im":
+        if not chatty:
             return
         text = str(event.get("text") or "").strip()
         say(text=f"I don't know `{text}`. Type `help`.", thread_ts=event.get("thread_ts"))
