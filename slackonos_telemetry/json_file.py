@@ -45,7 +45,11 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
             path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
     if not isinstance(data, dict):
-        raise JSONFileError(path, f"must hold one JSON object, found {_json_type(data)}")
+        line, column = _start_of_value(text)
+        raise JSONFileError(
+            path,
+            f"must hold one JSON object, found {_json_type(data)} at line {line}, column {column}",
+        )
     return data
 
 
@@ -97,6 +101,13 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _start_of_value(text: str) -> tuple[int, int]:
+    offset = len(text) - len(text.lstrip())
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
 
 
 def _json_type(value: Any) -> str:

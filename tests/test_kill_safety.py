@@ -1,0 +1,119 @@
+"""SPEC section 2: writes are atomic. A writer killed with SIGKILL at any moment leaves
+the old file or the new one, whole, with every key it does not own unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import selectors
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slackonos_telemetry.config_store import ConfigStore
+from tests.conftest import clean_environ
+from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, leftovers
+
+KILLS = 120
+SEED = 20240611
+MAX_DELAY_SECONDS = 0.030
+READY_TIMEOUT_SECONDS = 15.0
+REAP_TIMEOUT_SECONDS = 5.0
+TEST_BUDGET_SECONDS = 60.0
+
+# Waits for "go" on stdin (so a spare child can start up while another one is
+# being killed), then toggles telemetryEnabled forever, announcing the first toggle.
+WRITER_SCRIPT = """
+import sys
+from pathlib import Path
+from slackonos_telemetry.config_store import ConfigStore
+
+store = ConfigStore(Path(sys.argv[1]))
+sys.stdin.readline()
+value = True
+store.update({"telemetryEnabled": value})
+print("looping", flush=True)
+while True:
+    value = not value
+    store.update({"telemetryEnabled": value})
+"""
+
+
+def start_writer(config_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(config_path)],
+        env=clean_environ(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def read_line(child: subprocess.Popen[str], timeout: float) -> str:
+    """The child's next stdout line, waiting at most ``timeout`` seconds."""
+    assert child.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"writer printed nothing within {timeout} s")
+    return child.stdout.readline()
+
+
+def reap(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=REAP_TIMEOUT_SECONDS)
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_sigkill_at_random_moments_never_damages_the_file(config_path: Path) -> None:
+    config_path.parent.mkdir(parents=True)
+    config_path.write_text(json.dumps(FOREIGN, indent=2), encoding="utf-8")
+    config_path.chmod(0o644)
+    rng = random.Random(SEED)
+    seen_values: set[bool] = set()
+    temp_files_seen = 0
+    started = time.monotonic()
+
+    spare = start_writer(config_path)
+    children = [spare]
+    try:
+        for kill_number in range(KILLS):
+            assert time.monotonic() - started < TEST_BUDGET_SECONDS, f"too slow at {kill_number}"
+            child, spare = spare, start_writer(config_path)
+            children.append(spare)
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert read_line(child, READY_TIMEOUT_SECONDS) == "looping\n"
+            time.sleep(rng.uniform(0.0, MAX_DELAY_SECONDS))
+
+            child.send_signal(signal.SIGKILL)
+            assert child.wait(timeout=REAP_TIMEOUT_SECONDS) == -signal.SIGKILL
+            reap(child)
+            children.remove(child)
+
+            data = assert_foreign_keys_kept(config_path)
+            assert isinstance(data["telemetryEnabled"], bool), data["telemetryEnabled"]
+            assert stat.S_IMODE(config_path.stat().st_mode) == 0o644
+            seen_values.add(data["telemetryEnabled"])
+            temp_files_seen += bool(leftovers(config_path.parent))
+    finally:
+        for child in children:
+            reap(child)
+
+    # The writers really wrote: both values were left behind by some kill.
+    assert seen_values == {True, False}
+    # No writer holds the lock after its death: the next write goes through at once,
+    # and it clears the temp files that killed writers left.
+    ConfigStore(config_path).update({"telemetryEnabled": False})
+    assert assert_foreign_keys_kept(config_path)["telemetryEnabled"] is False
+    assert leftovers(config_path.parent) == []
+    print(f"{KILLS} kills, {temp_files_seen} left a temp file behind")

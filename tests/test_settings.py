@@ -1,0 +1,451 @@
+"""SPEC section 3: where `enabled`, the API key and the host come from, first match wins.
+
+Every case writes a real config file (or none) in a temp dir and resolves the
+settings from it with an explicit environment, as the plugin and the CLI do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slackonos_telemetry.settings import resolve_settings
+from tests.conftest import run_cli
+
+# The defaults are spelled out from the spec, not imported from the code under test.
+SPEC_DEFAULT_API_KEY = "phc_dkh7jm9oxMh7lLKr8TRBY0eKQ5Jn708pXk9McRC0qlO"
+SPEC_DEFAULT_HOST = "https://us.i.posthog.com"
+SPEC_DEFAULT_SHUTDOWN_TIMEOUT = 2.0
+SPEC_DEFAULT_HEARTBEAT_SECONDS = 86400.0
+BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
+
+NO_FILE = object()
+"""Config marker: the config file does not exist."""
+
+TRUNCATED = '{\n  "telemetryEnabled": true,\n  "adminChannel": "C0123ABCD"'
+NOT_JSON = "telemetryEnabled = true\n"
+ARRAY = '[{"telemetryEnabled": true}]\n'
+
+DNT = "DO_NOT_TRACK"
+TE = "TELEMETRY_ENABLED"
+SRC_DNT = "env:DO_NOT_TRACK"
+SRC_TE = "env:TELEMETRY_ENABLED"
+SRC_HOST_ENV = "env:TELEMETRY_HOST"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    config: Any  # a dict (written as JSON), a str (written as is) or NO_FILE
+    env: dict[str, str]
+    enabled: bool
+    source: str
+    # Fragments the reason must contain; None: no reason is required.
+    reason_has: tuple[str, ...] | None = None
+    api_key: str | None = None
+    host: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _enabled_cases() -> list[Case]:
+    cases = [
+        # 5. default
+        Case("default-no-file", NO_FILE, {}, True, "default"),
+        Case("default-empty-object", {}, {}, True, "default"),
+        Case("default-foreign-keys-only", {"adminChannel": "C0123ABCD"}, {}, True, "default"),
+        # 1. DO_NOT_TRACK
+        Case("dnt-1-beats-env-true", NO_FILE, {DNT: "1", TE: "true"}, False, SRC_DNT, (DNT,)),
+        Case(
+            "dnt-1-beats-config-true",
+            {"telemetryEnabled": True},
+            {DNT: "1"},
+            False,
+            SRC_DNT,
+            (DNT,),
+        ),
+        Case("dnt-true", NO_FILE, {DNT: "true"}, False, SRC_DNT, (DNT,)),
+        Case("dnt-any-text", NO_FILE, {DNT: "please"}, False, SRC_DNT, (DNT,)),
+        Case("dnt-beats-config-error", TRUNCATED, {DNT: "1"}, False, SRC_DNT, (DNT,)),
+        Case(
+            "dnt-beats-bad-host",
+            {"telemetryHost": "ftp://x"},
+            {DNT: "yes"},
+            False,
+            SRC_DNT,
+            (DNT,),
+        ),
+        Case("dnt-0-ignored", NO_FILE, {DNT: "0"}, True, "default"),
+        Case("dnt-false-ignored", NO_FILE, {DNT: "false"}, True, "default"),
+        Case("dnt-empty-ignored", NO_FILE, {DNT: ""}, True, "default"),
+        Case("dnt-0-then-env", NO_FILE, {DNT: "0", TE: "false"}, False, SRC_TE),
+        Case("dnt-false-then-config", {"telemetryEnabled": False}, {DNT: "false"}, False, "config"),
+        Case("dnt-empty-then-config", {"telemetryEnabled": True}, {DNT: ""}, True, "config"),
+        # 2. TELEMETRY_ENABLED
+        Case(
+            "env-maybe",
+            {"telemetryEnabled": True},
+            {TE: "maybe"},
+            False,
+            SRC_TE,
+            (TE, "maybe", *BOOLEAN_WORDS),
+        ),
+        Case("env-empty-ignored", {"telemetryEnabled": False}, {TE: ""}, False, "config"),
+        Case("env-empty-ignored-default", NO_FILE, {TE: ""}, True, "default"),
+        Case("env-true-beats-config-error", NOT_JSON, {TE: "true"}, True, SRC_TE),
+        Case("env-false-beats-config-error", NOT_JSON, {TE: "false"}, False, SRC_TE),
+        # 3. the config file unreadable beats telemetryEnabled in it
+        Case(
+            "config-truncated",
+            TRUNCATED,
+            {},
+            False,
+            "config-error",
+            ("config.json", "line 3", "column"),
+        ),
+        Case("config-not-json", NOT_JSON, {}, False, "config-error", ("config.json", "line 1")),
+        Case("config-array", ARRAY, {}, False, "config-error", ("config.json",)),
+        # 4. telemetryEnabled in the config file
+        Case("config-true", {"telemetryEnabled": True}, {}, True, "config"),
+        Case("config-false", {"telemetryEnabled": False}, {}, False, "config"),
+        Case("config-string-false", {"telemetryEnabled": "false"}, {}, False, "config"),
+        Case("config-string-true", {"telemetryEnabled": "true"}, {}, True, "config"),
+        Case("config-string-OFF", {"telemetryEnabled": "OFF"}, {}, False, "config"),
+        Case("config-string-Yes", {"telemetryEnabled": "Yes"}, {}, True, "config"),
+        Case("config-string-0", {"telemetryEnabled": "0"}, {}, False, "config"),
+        Case("config-string-1", {"telemetryEnabled": "1"}, {}, True, "config"),
+        Case(
+            "config-nope",
+            {"telemetryEnabled": "nope"},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled", "nope", *BOOLEAN_WORDS),
+        ),
+        Case(
+            "config-int-0",
+            {"telemetryEnabled": 0},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled",),
+        ),
+        Case(
+            "config-int-1",
+            {"telemetryEnabled": 1},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled",),
+        ),
+        Case(
+            "config-null",
+            {"telemetryEnabled": None},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled", "null"),
+        ),
+        Case(
+            "config-empty-string",
+            {"telemetryEnabled": ""},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled",),
+        ),
+        Case(
+            "config-list",
+            {"telemetryEnabled": [True]},
+            {},
+            False,
+            "config",
+            ("telemetryEnabled",),
+        ),
+    ]
+    # Every boolean word, any case, from the environment beats the config file.
+    for word, value in [
+        ("true", True),
+        ("yes", True),
+        ("on", True),
+        ("1", True),
+        ("TRUE", True),
+        ("Yes", True),
+        (" on ", True),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+        ("0", False),
+        ("FALSE", False),
+        ("No", False),
+    ]:
+        cases.append(
+            Case(
+                f"env-word-{word.strip()}",
+                {"telemetryEnabled": not value},
+                {TE: word},
+                value,
+                SRC_TE,
+            )
+        )
+    return cases
+
+
+def _key_and_host_cases() -> list[Case]:
+    return [
+        Case(
+            "defaults",
+            {},
+            {},
+            True,
+            "default",
+            api_key=SPEC_DEFAULT_API_KEY,
+            host=SPEC_DEFAULT_HOST,
+        ),
+        Case(
+            "config-key-and-host",
+            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://eu.i.posthog.com"},
+            {},
+            True,
+            "default",
+            api_key="phc_fromconfig",
+            host="https://eu.i.posthog.com",
+        ),
+        Case(
+            "env-key-and-host-beat-config",
+            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://eu.i.posthog.com"},
+            {"TELEMETRY_API_KEY": "phc_fromenv", "TELEMETRY_HOST": "http://127.0.0.1:8000"},
+            True,
+            "default",
+            api_key="phc_fromenv",
+            host="http://127.0.0.1:8000",
+        ),
+        Case(
+            "env-key-beats-bad-config-key",
+            {"telemetryApiKey": ""},
+            {"TELEMETRY_API_KEY": "phc_fromenv"},
+            True,
+            "default",
+            api_key="phc_fromenv",
+        ),
+        Case(
+            "env-host-beats-bad-config-host",
+            {"telemetryHost": "ftp://x"},
+            {"TELEMETRY_HOST": "https://eu.i.posthog.com"},
+            True,
+            "default",
+            host="https://eu.i.posthog.com",
+        ),
+        Case(
+            "config-key-empty",
+            {"telemetryApiKey": ""},
+            {},
+            False,
+            "config",
+            ("telemetryApiKey",),
+        ),
+        Case(
+            "config-key-blank",
+            {"telemetryApiKey": "   "},
+            {},
+            False,
+            "config",
+            ("telemetryApiKey",),
+        ),
+        Case(
+            "config-key-number",
+            {"telemetryApiKey": 12345},
+            {},
+            False,
+            "config",
+            ("telemetryApiKey",),
+        ),
+        Case(
+            "config-key-null",
+            {"telemetryApiKey": None},
+            {},
+            False,
+            "config",
+            ("telemetryApiKey",),
+        ),
+        Case(
+            "config-key-empty-beats-config-true",
+            {"telemetryEnabled": True, "telemetryApiKey": ""},
+            {},
+            False,
+            "config",
+            ("telemetryApiKey",),
+        ),
+        Case(
+            "config-host-empty",
+            {"telemetryHost": ""},
+            {},
+            False,
+            "config",
+            ("telemetryHost",),
+        ),
+        Case(
+            "config-host-number",
+            {"telemetryHost": 443},
+            {},
+            False,
+            "config",
+            ("telemetryHost",),
+        ),
+        Case(
+            "config-host-ftp",
+            {"telemetryHost": "ftp://x"},
+            {},
+            False,
+            "config",
+            ("telemetryHost", "ftp://x"),
+        ),
+        Case(
+            "config-host-not-a-url",
+            {"telemetryHost": "not a url"},
+            {},
+            False,
+            "config",
+            ("telemetryHost", "not a url"),
+        ),
+        Case(
+            "config-host-no-hostname",
+            {"telemetryHost": "https://"},
+            {},
+            False,
+            "config",
+            ("telemetryHost",),
+        ),
+        Case(
+            "env-host-ftp",
+            {},
+            {"TELEMETRY_HOST": "ftp://x"},
+            False,
+            SRC_HOST_ENV,
+            ("TELEMETRY_HOST", "ftp://x"),
+        ),
+        Case(
+            "env-host-not-a-url",
+            {},
+            {"TELEMETRY_HOST": "not a url"},
+            False,
+            SRC_HOST_ENV,
+            ("TELEMETRY_HOST", "not a url"),
+        ),
+        Case(
+            "env-host-ftp-beats-good-config-host",
+            {"telemetryHost": "https://eu.i.posthog.com"},
+            {"TELEMETRY_HOST": "ftp://x"},
+            False,
+            SRC_HOST_ENV,
+            ("TELEMETRY_HOST", "ftp://x"),
+        ),
+    ]
+
+
+CASES = _enabled_cases() + _key_and_host_cases()
+
+
+def _write_config(path: Path, config: Any) -> None:
+    if config is NO_FILE:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = config if isinstance(config, str) else json.dumps(config, indent=2)
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_precedence(case: Case, config_path: Path) -> None:
+    _write_config(config_path, case.config)
+    before = config_path.read_bytes() if config_path.exists() else None
+
+    settings = resolve_settings(config_path, environ=dict(case.env))
+
+    assert (settings.enabled, settings.source) == (case.enabled, case.source), settings.reason
+    if case.enabled:
+        assert settings.reason is None
+    if case.reason_has is not None:
+        assert settings.reason, f"no reason given for {case.id}"
+        for fragment in case.reason_has:
+            assert fragment in settings.reason, (fragment, settings.reason)
+    if case.api_key is not None:
+        assert settings.api_key == case.api_key
+    if case.host is not None:
+        assert settings.host == case.host
+    # Resolving settings only reads: the file is as it was, or still missing.
+    assert (config_path.read_bytes() if config_path.exists() else None) == before
+
+
+def test_config_error_reason_names_the_file(config_path: Path) -> None:
+    _write_config(config_path, TRUNCATED)
+    expected = _json_error_position(TRUNCATED)
+
+    settings = resolve_settings(config_path, environ={})
+
+    assert settings.source == "config-error"
+    assert settings.reason is not None
+    assert str(config_path) in settings.reason
+    assert f"line {expected[0]}, column {expected[1]}" in settings.reason
+
+
+def test_settings_are_read_fresh_each_time(config_path: Path) -> None:
+    _write_config(config_path, {"telemetryEnabled": True})
+    assert resolve_settings(config_path, environ={}).enabled is True
+
+    _write_config(config_path, {"telemetryEnabled": False})
+
+    assert resolve_settings(config_path, environ={}).enabled is False
+
+
+TUNING_DEFAULTS = {
+    "TELEMETRY_SHUTDOWN_TIMEOUT": ("shutdown_timeout", SPEC_DEFAULT_SHUTDOWN_TIMEOUT),
+    "TELEMETRY_HEARTBEAT_SECONDS": ("heartbeat_seconds", SPEC_DEFAULT_HEARTBEAT_SECONDS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TUNING_DEFAULTS))
+@pytest.mark.parametrize("bad", ["abc", "-1", "nan", "inf", "1e999", "2s"])
+def test_bad_tuning_value_falls_back_with_warning(name: str, bad: str, config_path: Path) -> None:
+    attribute, default = TUNING_DEFAULTS[name]
+
+    settings = resolve_settings(config_path, environ={name: bad})
+
+    assert getattr(settings, attribute) == default
+    assert any(name in warning for warning in settings.warnings), settings.warnings
+    # A tuning mistake does not turn telemetry off.
+    assert (settings.enabled, settings.source) == (True, "default")
+
+
+@pytest.mark.parametrize("name", sorted(TUNING_DEFAULTS))
+def test_tuning_defaults_and_good_values(name: str, config_path: Path) -> None:
+    attribute, default = TUNING_DEFAULTS[name]
+
+    unset = resolve_settings(config_path, environ={})
+    empty = resolve_settings(config_path, environ={name: ""})
+    good = resolve_settings(config_path, environ={name: "5.5"})
+
+    assert getattr(unset, attribute) == default
+    assert getattr(empty, attribute) == default
+    assert getattr(good, attribute) == 5.5
+    assert unset.warnings == empty.warnings == good.warnings == ()
+
+
+def test_status_shows_tuning_warning(config_path: Path) -> None:
+    result = run_cli(
+        "--config", str(config_path), "status", env={"TELEMETRY_HEARTBEAT_SECONDS": "soon"}
+    )
+
+    assert result.returncode == 0, result.stderr
+    warning_lines = [line for line in result.stdout.splitlines() if "Warning" in line]
+    assert any("TELEMETRY_HEARTBEAT_SECONDS" in line for line in warning_lines), result.stdout
+
+
+def _json_error_position(text: str) -> tuple[int, int]:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return exc.lineno, exc.colno
+    raise AssertionError("expected invalid JSON")
