@@ -138,7 +138,15 @@ class Tracker:
         return make_event(name, instance_id, self.facts(), self.uptime_seconds)
 
     def _emit(self, name: str) -> bool:
-        """Make event ``name`` if telemetry is on: to the outbox, or in debug to stderr."""
+        """Make event ``name`` if telemetry is on: to the outbox, or in debug to stderr.
+        False when nothing was made; never raises."""
+        try:
+            return self._make_event(name)
+        except Exception as exc:
+            self._once.warning("emit", "telemetry: could not record the %s event: %s", name, exc)
+            return False
+
+    def _make_event(self, name: str) -> bool:
         settings = self.settings()
         if not settings.enabled:
             return False
@@ -185,7 +193,11 @@ class Tracker:
                 while next_heartbeat <= now:
                     next_heartbeat += interval
             settings = self.settings()
-            waiting = self._handle_waiting(settings, now, next_attempt)
+            try:
+                waiting = self._handle_waiting(settings, now, next_attempt)
+            except Exception as exc:  # a broken outbox file or folder: back off, go on
+                self._once.warning("loop", "telemetry: cannot use the outbox: %s", exc)
+                waiting = PassResult(busy=True, stopped_by=str(exc))
             if waiting is not None:
                 failures = failures + 1 if waiting.should_retry else 0
                 retry_after = waiting.failure.retry_after if waiting.failure else None
