@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from .locking import LockTimeout
 from .log_once import OnceLog
@@ -96,6 +97,7 @@ class Delivery:
         self._once = once_log or OnceLog(log)
         # uuids PostHog accepted whose removal from the file failed: never sent again.
         self._accepted: set[str] = set()
+        self._not_before = 0.0
 
     @property
     def sender_ready(self) -> bool:
@@ -110,6 +112,10 @@ class Delivery:
 
     def run_pass(self, deadline: float | None = None, wait_for_lock: float = 0.0) -> PassResult:
         """Send what waits, until done, a retryable failure, or ``deadline`` (monotonic)."""
+        wait = self._not_before - time.monotonic()
+        if wait > 0:  # PostHog's Retry-After holds for every caller, shutdown included
+            told = SendResult(Outcome.RETRY, "PostHog asked us to wait", retry_after=wait)
+            return PassResult(failure=told, stopped_by="retry-after")
         try:
             with self.outbox.sender_lock.hold(timeout=_bounded(wait_for_lock, deadline)):
                 return self._send_waiting(deadline)
@@ -138,7 +144,10 @@ class Delivery:
 
     def _send_waiting(self, deadline: float | None) -> PassResult:
         delivered = rejected = 0
-        for event in self.outbox.pending():
+        unremovable: set[str] = set()
+        # The outbox is read again before each send: an opt-out or a reset-id that
+        # emptied it meanwhile is seen, and nothing it discarded is sent.
+        while (event := self._next_event(unremovable)) is not None:
             settings = self._settings()
             if not settings.enabled:
                 discarded = self.outbox.clear()
@@ -148,9 +157,10 @@ class Delivery:
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
                 return PassResult(delivered, rejected, stopped_by="deadline")
-            event_uuid = str(event.get("uuid", ""))
+            event_uuid = str(event["uuid"])
             if event_uuid in self._accepted:
-                self._forget_accepted(event_uuid)
+                if not self._forget_accepted(event_uuid):
+                    unremovable.add(event_uuid)
                 continue
             timeout = DEFAULT_REQUEST_TIMEOUT if remaining is None else remaining
             result = self.prepare_sender(settings).send(
@@ -162,6 +172,8 @@ class Delivery:
                     "telemetry: PostHog unreachable or busy (%s); events wait in the outbox",
                     result.detail,
                 )
+                if result.retry_after:
+                    self._not_before = time.monotonic() + min(result.retry_after, MAX_RETRY_AFTER)
                 self._record(delivered)
                 return PassResult(delivered, rejected, failure=result, stopped_by="failure")
             if result.outcome is Outcome.REJECTED:
@@ -175,17 +187,25 @@ class Delivery:
                 delivered += 1
                 self._once.forget("retry")
             self._accepted.add(event_uuid)
-            self._forget_accepted(event_uuid)
+            if not self._forget_accepted(event_uuid):
+                unremovable.add(event_uuid)
         self._record(delivered)
         return PassResult(delivered, rejected, stopped_by="empty")
 
-    def _forget_accepted(self, event_uuid: str) -> None:
+    def _next_event(self, skip: set[str]) -> dict[str, Any] | None:
+        for event in self.outbox.pending():
+            if str(event["uuid"]) not in skip:
+                return event
+        return None
+
+    def _forget_accepted(self, event_uuid: str) -> bool:
         try:
             self.outbox.remove(event_uuid)
         except OSError as exc:
             self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
-            return
+            return False
         self._accepted.discard(event_uuid)
+        return True
 
     def _record(self, delivered: int) -> None:
         if not delivered:

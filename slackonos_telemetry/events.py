@@ -76,3 +76,17 @@ def make_event(
         "timestamp": (now or datetime.now(timezone.utc)).isoformat(),
         "properties": properties,
     }
+
+
+def is_sendable(event: Any) -> bool:
+    """Whether an outbox entry has what a send needs; anything else is dropped."""
+    if not isinstance(event, dict) or not isinstance(event.get("properties"), dict):
+        return False
+    fields = ("event", "distinct_id", "uuid", "timestamp")
+    if not all(isinstance(event.get(name), str) and event[name] for name in fields):
+        return False
+    try:
+        uuid.UUID(event["uuid"])
+    except ValueError:
+        return False
+    return True

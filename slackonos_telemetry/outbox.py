@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.table import Document, Table
 
+from .events import is_sendable
 from .json_file import JSONFileError
 from .locking import PathLock, lock_for
 from .storages import AtomicJSONStorage
@@ -49,9 +50,16 @@ class Outbox:
         # (a bot and `flush`, or two bots) never send the same event twice.
         self.sender_lock: PathLock = lock_for(path.with_name(path.name + ".send"))
 
-    def add(self, event: dict[str, Any]) -> int:
-        """Store ``event``; returns how many old events were dropped to make room."""
+    def add(self, event: dict[str, Any], still_wanted: Callable[[], bool] | None = None) -> bool:
+        """Store ``event``, dropping the oldest when full; False when not stored.
+
+        ``still_wanted`` is asked under the lock, just before the write: an opt-out
+        or a reset-id saves the config first and then empties the outbox under this
+        lock, so an event made just before one can never outlive it here.
+        """
         with self._session() as (events, meta):
+            if still_wanted is not None and not still_wanted():
+                return False
             overflow = len(events) + 1 - self.capacity
             dropped_ids = sorted(document.doc_id for document in events.all())[: max(overflow, 0)]
             if dropped_ids:
@@ -63,12 +71,25 @@ class Outbox:
                     len(dropped_ids),
                 )
             events.insert(dict(event))
-            return len(dropped_ids)
+            return True
 
     def pending(self) -> list[dict[str, Any]]:
-        """The waiting events, oldest first."""
+        """The waiting events, oldest first. An entry that cannot be sent (hand-edited,
+        half-written by an old version) is dropped with one log line, so it never
+        blocks the events behind it."""
         events = self._snapshot().get(EVENTS_TABLE, {})
-        return [dict(events[key]) for key in sorted(events, key=int)]
+        ordered = [events[key] for key in sorted(events, key=_doc_number)]
+        sendable = [dict(event) for event in ordered if is_sendable(event)]
+        if len(sendable) != len(ordered):
+            self._drop_unsendable()
+        return sendable
+
+    def _drop_unsendable(self) -> None:
+        with self._session() as (events, _meta):
+            bad = [document.doc_id for document in events.all() if not is_sendable(document)]
+            if bad:
+                events.remove(doc_ids=bad)
+                log.warning("telemetry outbox %s: dropped %d unusable entries", self.path, len(bad))
 
     def remove(self, event_uuid: str) -> None:
         with self._session() as (events, _meta):
@@ -104,7 +125,9 @@ class Outbox:
             data = AtomicJSONStorage(self.path).read() or {}
         except JSONFileError:
             return {}
-        return {name: table for name, table in data.items() if isinstance(table, dict)}
+        if not _well_formed(data):
+            return {}
+        return data
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[tuple[Table, Table]]:
@@ -121,12 +144,25 @@ class Outbox:
         except JSONFileError as exc:
             problem = exc.detail
         else:
-            if data is None or all(isinstance(table, dict) for table in data.values()):
+            if data is None or _well_formed(data):
                 return
-            problem = "its tables are not JSON objects"
+            problem = "its tables or entries are not JSON objects"
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         log.error("telemetry outbox %s: %s; moved it to %s", self.path, problem, aside.name)
         os.replace(self.path, aside)
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    # TinyDB needs every table, and every entry in it, to be an object.
+    tables = data.values()
+    return all(
+        isinstance(table, dict) and all(isinstance(entry, dict) for entry in table.values())
+        for table in tables
+    )
+
+
+def _doc_number(key: str) -> int:
+    return int(key) if key.isdigit() else 0
 
 
 def _bump_meta(meta: Table, *, dropped: int = 0, last_delivery: str | None = None) -> None:
