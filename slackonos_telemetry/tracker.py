@@ -70,15 +70,18 @@ class Tracker:
         self._shutdown_done = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._shutdown_deadline: float | None = None
+        self._startup_lock = threading.Lock()
+        self._startup_made = False
         self.started_at = time.monotonic()
         self._last_activity = 0.0
 
     # -- called from the host's threads: cheap, never raising ---------------
 
-    def start(self) -> None:
+    def start(self, started_at: float | None = None) -> None:
+        """``started_at``: when the bot started (monotonic), if earlier than now."""
         if self._thread is not None:
             return
-        self.started_at = time.monotonic()
+        self.started_at = time.monotonic() if started_at is None else started_at
         self._thread = threading.Thread(target=self._run, name=TELEMETRY_THREAD_PREFIX, daemon=True)
         self._thread.start()
 
@@ -89,6 +92,10 @@ class Tracker:
     def refresh(self) -> None:
         """Settings changed in this process: act on them now, not at the next poll."""
         self._wake.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
 
     @property
     def uptime_seconds(self) -> float:
@@ -137,6 +144,12 @@ class Tracker:
             instance_id = existing_instance_id(store) or "(made on first use while enabled)"
         return make_event(name, instance_id, self.facts(), self.uptime_seconds)
 
+    def _emit_startup_once(self) -> None:
+        with self._startup_lock:
+            if not self._startup_made:
+                self._startup_made = True
+                self._emit(STARTUP)
+
     def _emit(self, name: str) -> bool:
         """Make event ``name`` if telemetry is on: to the outbox, or in debug to stderr.
         False when nothing was made; never raises."""
@@ -150,13 +163,19 @@ class Tracker:
         settings = self.settings()
         if not settings.enabled:
             return False
-        instance = ensure_instance_id(ConfigStore(self.config_path))
+        store = ConfigStore(self.config_path)
+        instance = ensure_instance_id(store)
         event = make_event(name, instance.value, self.facts(), self.uptime_seconds)
         if settings.debug:
             self._print_debug(event)
             return True
-        self.outbox.add(event)
-        return True
+
+        def still_wanted() -> bool:
+            if not self.settings().enabled:
+                return False
+            return not instance.persisted or existing_instance_id(store) == instance.value
+
+        return self.outbox.add(event, still_wanted)
 
     def _print_debug(self, event: dict[str, Any]) -> None:
         stream = self._debug_stream or sys.stderr
@@ -177,9 +196,7 @@ class Tracker:
             log.warning("telemetry: %s", warning)
         if settings.reason and not settings.enabled:
             log.info("telemetry off: %s", settings.reason)
-        if self._stopping.is_set():
-            return
-        self._emit(STARTUP)
+        self._emit_startup_once()
         interval = settings.heartbeat_seconds
         next_heartbeat = self.started_at + interval
         failures = 0
@@ -257,8 +274,12 @@ class Tracker:
 
     def _shutdown_work(self, deadline: float) -> None:
         try:
+            if self._thread is not None:
+                self._emit_startup_once()  # a bot stopped within its first moments
             if self._emit(SHUTDOWN):
                 self.delivery.drain(deadline)
+            elif not self.settings().enabled:
+                self.outbox.clear()  # an opt-out at the very end leaves nothing behind
         except Exception:
             log.exception("telemetry shutdown event failed; the bot is not affected")
         finally:
@@ -274,7 +295,7 @@ def tracker_for(config_path: Path, **options: Any) -> tuple[Tracker, bool]:
     key = os.path.abspath(config_path)
     with _trackers_guard:
         tracker = _trackers.get(key)
-        if tracker is not None:
+        if tracker is not None and not tracker.stopped:
             return tracker, False
         tracker = _trackers[key] = Tracker(config_path, **options)
         return tracker, True
