@@ -14,12 +14,14 @@ OUTBOX_FILE_NAME = "telemetry-outbox.json"
 def resolve_config_path(
     explicit: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Path:
+    """Absolute, against ``cwd`` (default: the working directory now), so a later
+    chdir by the host cannot move the file under us."""
     env = os.environ if environ is None else environ
     chosen = explicit if explicit else env.get(CONFIG_ENV_VAR) or None
     path = Path(chosen) if chosen else DEFAULT_RELATIVE_PATH
-    # Absolute now, so a later chdir by the host cannot move the file under us.
-    return Path(os.path.abspath(path))
+    return Path(os.path.normpath(os.path.join(cwd or os.getcwd(), path)))
 
 
 def outbox_path_for(config_path: Path) -> Path:

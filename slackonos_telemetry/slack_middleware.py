@@ -4,6 +4,10 @@ Global middleware runs for every request before Bolt looks for a listener, so
 the plugin answers its own commands even when the host added a catch-all
 ``message`` listener first (Bolt runs only the first matching listener), and
 every other request goes on, untouched, to the host's listeners.
+
+This module is imported by ``register`` on the host's main thread, so it is
+light: a request that cannot be ours is told apart by a cheap look at its text,
+and only a likely command loads the parsing and the command machinery.
 """
 
 from __future__ import annotations
@@ -12,88 +16,39 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk import WebClient
-
-from .slack_commands import Command, parse_command
-from .status_blocks import TOGGLE_ACTION_ID, TURN_ON, SlackMessage
 
 if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
     from .plugin import TelemetryPlugin
+    from .slack_requests import TelemetryRequest
+    from .status_blocks import SlackMessage
 
 log = logging.getLogger(__name__)
 
 CONTEXT_KEY = "slackonos_telemetry_request"
+TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"
+TURN_ON = "on"
+TURN_OFF = "off"
+_COMMAND_WORDS = ("telemetry", "setconfig")
 _REMEMBERED_MESSAGES = 512
-_HANDLED_SUBTYPES = (None, "thread_broadcast")
 
 
-@dataclass(frozen=True)
-class TelemetryRequest:
-    """One of the plugin's own requests: a command message or a click on its button."""
-
-    channel_id: str
-    user_id: str
-    command: Command | None = None
-    turn_on: bool | None = None
-    thread_ts: str | None = None
-    message_ts: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.command.words if self.command else "the telemetry button"
-
-
-def recognize(body: dict[str, Any], bot_user_id: str | None) -> TelemetryRequest | None:
-    """The plugin's request in ``body``, or None for anything the host should get."""
-    if body.get("type") == "event_callback":
-        return _recognize_message(body.get("event") or {}, bot_user_id)
-    if body.get("type") == "block_actions":
-        return _recognize_click(body)
-    return None
-
-
-def _recognize_message(event: dict[str, Any], bot_user_id: str | None) -> TelemetryRequest | None:
-    kind = event.get("type")
-    if kind not in ("message", "app_mention"):
-        return None
-    if kind == "message" and event.get("subtype") not in _HANDLED_SUBTYPES:
-        return None  # edits, deletions, bot messages, joins...
-    user, channel = event.get("user"), event.get("channel")
-    if event.get("bot_id") or not user or not channel or user == bot_user_id:
-        return None
-    command = parse_command(str(event.get("text") or ""), bot_user_id, kind == "app_mention")
-    if command is None:
-        return None
-    return TelemetryRequest(
-        channel_id=str(channel),
-        user_id=str(user),
-        command=command,
-        thread_ts=event.get("thread_ts"),
-        message_ts=event.get("ts"),
-    )
-
-
-def _recognize_click(body: dict[str, Any]) -> TelemetryRequest | None:
-    actions = body.get("actions") or []
-    action = next((a for a in actions if a.get("action_id") == TOGGLE_ACTION_ID), None)
-    channel = (body.get("channel") or {}).get("id")
-    user = (body.get("user") or {}).get("id")
-    if action is None or not channel or not user:
-        return None
-    message = body.get("message") or {}
-    return TelemetryRequest(
-        channel_id=str(channel),
-        user_id=str(user),
-        turn_on=action.get("value") == TURN_ON,
-        thread_ts=message.get("thread_ts"),
-        message_ts=message.get("ts"),
-    )
+def might_be_ours(body: dict[str, Any]) -> bool:
+    """A cheap first look: False for nearly everything that is not a telemetry request."""
+    kind = body.get("type")
+    if kind == "event_callback":
+        text = (body.get("event") or {}).get("text")
+        return isinstance(text, str) and any(word in text.lower() for word in _COMMAND_WORDS)
+    if kind == "block_actions":
+        actions = body.get("actions") or []
+        return any(isinstance(a, dict) and a.get("action_id") == TOGGLE_ACTION_ID for a in actions)
+    return False
 
 
 class _PluginMiddleware(Middleware):
@@ -136,9 +91,11 @@ class CommandRouter(_PluginMiddleware):
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
-        self.plugin.tracker.note_activity()
-        if CONTEXT_KEY in req.context:  # the plugin registered twice on one app
+        self.plugin.note_activity()
+        if CONTEXT_KEY in req.context or not might_be_ours(req.body):
             return next()
+        from .slack_requests import recognize
+
         request = recognize(req.body, req.context.bot_user_id)
         if request is None:
             return next()
@@ -169,8 +126,8 @@ class AdminGate(_PluginMiddleware):
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
-        request = req.context.get(CONTEXT_KEY)
-        if not isinstance(request, TelemetryRequest):
+        request: TelemetryRequest | None = req.context.get(CONTEXT_KEY)
+        if request is None:
             return next()
         client = req.context.client
         admin = self.plugin.admin_channel
@@ -201,8 +158,8 @@ class CommandRunner(_PluginMiddleware):
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
-        request = req.context.get(CONTEXT_KEY)
-        if not isinstance(request, TelemetryRequest):
+        request: TelemetryRequest | None = req.context.get(CONTEXT_KEY)
+        if request is None:
             return next()
         commands = self.plugin.commands
         command = request.command

@@ -6,11 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .disclosure import COLLECTED, HOW_TO_DISABLE, NOT_COLLECTED
+from .slack_middleware import TOGGLE_ACTION_ID, TURN_OFF, TURN_ON
 from .status import StatusReport, mask_api_key
-
-TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"
-TURN_ON = "on"
-TURN_OFF = "off"
 
 
 @dataclass(frozen=True)
