@@ -6,10 +6,15 @@ Slack plugin, TinyDB and the posthog SDK are loaded only when used.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_plugins", "register"]
+
+# A library logs, the host decides where it goes: without this, Python's last-resort
+# handler would print our warnings on the host's (or the CLI's) stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from slack_bolt import App

@@ -51,7 +51,10 @@ class AdminCommands:
 
     def status(self) -> SlackMessage:
         report = collect_status(
-            self.config_path, app_version=self.app_version, environ=self._environ
+            self.config_path,
+            app_version=self.app_version,
+            environ=self._environ,
+            release=self.tracker.facts().release,  # what the events carry
         )
         return status_message(report, self.tracker.uptime_seconds)
 

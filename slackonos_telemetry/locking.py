@@ -8,6 +8,7 @@ file locked. One object per lock file is shared by the whole process: two
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -72,7 +73,12 @@ def lock_for(path: Path) -> PathLock:
 
 def _acquire_file_lock(lock_path: Path, timeout: float) -> int:
     # The lock is taken before the first write, which would make the folder anyway.
-    lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(
+            errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(lock_path.parent)
+        ) from None
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     if fcntl is None:  # pragma: no cover - no inter-process lock without fcntl
         return fd

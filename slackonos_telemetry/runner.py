@@ -23,6 +23,7 @@ BOT_TOKEN = "SLACK_BOT_TOKEN"
 APP_TOKEN = "SLACK_APP_TOKEN"
 SIGNING_SECRET = "SLACK_SIGNING_SECRET"
 API_URL = "SLACK_API_URL"
+SOCKET_CLOSE_SECONDS = 0.5
 
 
 class RunError(Exception):
@@ -96,6 +97,7 @@ def _stop_on_signals() -> threading.Event:
 
 def _slack_app(mode: str, env: Mapping[str, str]) -> Any:
     from slack_bolt import App
+    from slack_bolt.error import BoltError
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -106,8 +108,10 @@ def _slack_app(mode: str, env: Mapping[str, str]) -> Any:
             client=client,
             signing_secret=env.get(SIGNING_SECRET) if mode == HTTP else None,
         )
-    except (SlackApiError, SlackClientError, OSError) as exc:
-        raise RunError(f"could not sign in to Slack with {BOT_TOKEN}: {exc}", 1) from None
+    except (BoltError, SlackApiError, SlackClientError, OSError) as exc:
+        raise RunError(
+            f"could not sign in to Slack with {BOT_TOKEN}: {_one_line(exc)}", 1
+        ) from None
 
 
 def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event, plugins: list[Any]) -> int:
@@ -117,14 +121,22 @@ def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event, plugins:
     try:
         handler.connect()  # type: ignore[no-untyped-call]
     except Exception as exc:
-        raise RunError(f"could not open a Socket Mode connection: {exc}", 1) from None
+        raise RunError(f"could not open a Socket Mode connection: {_one_line(exc)}", 1) from None
     log.info("connected in Socket Mode; Ctrl-C or SIGTERM stops")
     try:
         _wait(stop)
     finally:
-        handler.close()  # type: ignore[no-untyped-call]
         _shutdown(plugins)
+        _close_within(handler, SOCKET_CLOSE_SECONDS)
     return 0
+
+
+def _close_within(handler: Any, seconds: float) -> None:
+    # slack_sdk's close() waits for a lock its receiver thread holds while it blocks
+    # up to 3 s in recv(): close from a daemon thread and stop waiting after a moment.
+    closer = threading.Thread(target=handler.close, name="socket-mode-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
 
 
 def _serve_http(app: Any, bind: str, port: int, stop: threading.Event, plugins: list[Any]) -> int:
@@ -142,6 +154,13 @@ def _serve_http(app: Any, bind: str, port: int, stop: threading.Event, plugins: 
         server.stop()
         _shutdown(plugins)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    error = getattr(getattr(exc, "response", None), "get", None)
+    if callable(error) and error("error"):
+        return f"Slack answered {error('error')!r}"
+    return " ".join(str(exc).split())
 
 
 def _wait(stop: threading.Event) -> None:

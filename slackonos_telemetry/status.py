@@ -88,6 +88,7 @@ def collect_status(
     app_version: str | None = None,
     environ: Mapping[str, str] | None = None,
     settings: Settings | None = None,
+    release: str | None = None,
 ) -> StatusReport:
     """Gather the status. An ID is made only while telemetry is on: an opted-out
     user's config file is not written by looking at the status."""
@@ -106,5 +107,5 @@ def collect_status(
         instance_id=instance,
         outbox=outbox.stats(),
         app_version=app_version or __version__,
-        release=resolve_release(settings.release_override),
+        release=release or resolve_release(settings.release_override),
     )
