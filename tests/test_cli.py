@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from slackonos_telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
@@ -54,8 +55,8 @@ def outbox_for(config_path: Path, capacity: int = 1000) -> Outbox:
 
 
 def add_events(outbox: Outbox, count: int) -> None:
-    for number in range(count):
-        outbox.add({"event": "heartbeat", "uuid": str(uuid.uuid4()), "n": number})
+    for _ in range(count):
+        outbox.add(make_event("heartbeat", str(uuid.uuid4()), RuntimeFacts("1.0", "test")))
 
 
 def status_json(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:

@@ -26,6 +26,7 @@ import pytest
 
 import slackonos_telemetry
 from slackonos_telemetry.config_store import ConfigStore
+from slackonos_telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
@@ -200,7 +201,7 @@ def test_writes_are_serialized_across_threads_and_processes(config_path: Path) -
 def test_foreign_keys_survive_enable_disable_reset_id(config_path: Path) -> None:
     write_foreign_config(config_path)
     outbox = Outbox(config_path.with_name("telemetry-outbox.json"))
-    outbox.add({"event": "startup", "uuid": str(uuid.uuid4())})
+    outbox.add(make_event("startup", str(uuid.uuid4()), RuntimeFacts("1.0", "test")))
 
     enable = run_cli("--config", str(config_path), "enable")
     assert enable.returncode == 0, enable.stderr
@@ -288,7 +289,7 @@ def test_corrupt_file_is_never_written_over(config_path: Path, kind: str, comman
     config_path.chmod(0o644)
     original = config_path.read_bytes()
     outbox = Outbox(config_path.with_name("telemetry-outbox.json"))
-    outbox.add({"event": "startup", "uuid": str(uuid.uuid4())})
+    outbox.add(make_event("startup", str(uuid.uuid4()), RuntimeFacts("1.0", "test")))
     outbox_before = outbox.path.read_bytes()
 
     result = run_cli("--config", str(config_path), command)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from slackonos_telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, read_only_config
@@ -113,7 +114,7 @@ def test_reset_id_changes_persists_and_empties_the_outbox(config_path: Path) -> 
     old_id = status_json(config_path)["instance_id"]
     outbox = outbox_for(config_path)
     for name in ("startup", "heartbeat", "shutdown"):
-        outbox.add({"event": name, "distinct_id": old_id, "uuid": str(uuid.uuid4())})
+        outbox.add(make_event(name, old_id, RuntimeFacts("1.0", "test")))
     assert status_json(config_path)["outbox_pending"] == 3
 
     result = run_cli("--config", str(config_path), "reset-id")

@@ -54,7 +54,7 @@ class _State:
 class CaptureServer:
     def __init__(self, mode: str = ACCEPT, retry_after: float = 1.0) -> None:
         self._state = _State(retry_after=retry_after)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = _free_port()
         self.set_mode(mode)

@@ -1,0 +1,166 @@
+"""A small bot stand-in for subprocess tests: a Tracker on a config file, hooked to shutdown.
+
+    python tests/hosts/tracker_host.py --config PATH [--own exit3|print|ignore]
+        [--own-signals TERM,INT] [--import-after S] [--retry-base S] [--retry-cap S]
+        [--app-version V]
+
+Settings come from the environment (TELEMETRY_*), as for a real bot. Before the
+tracker, the host may install its own handler for SIGTERM/SIGINT (``--own``):
+``exit3`` prints a ``handler`` line and calls ``sys.exit(3)``, ``print`` prints
+the line and carries on, ``ignore`` sets SIG_IGN.
+
+Stdout: ``ready`` once the tracker was started and hooked, then one JSON object
+a line, each with a ``kind``. Stdin takes commands, one a line: ``ping``
+(answers ``pong``), ``modules`` (what was imported, by which thread, and which
+threads started subprocesses), ``exit`` (a normal interpreter exit). The host
+ends by itself after MAX_SECONDS whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+MAX_SECONDS = 60.0
+EXIT_OWN_HANDLER = 3
+EXIT_TIMED_OUT = 4
+EXIT_KEYBOARD_INTERRUPT = 130
+
+_SIGNALS = {"TERM": signal.SIGTERM, "INT": signal.SIGINT}
+
+
+class ImportRecorder:
+    """A sys.meta_path finder that only notes which thread imported posthog first."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == "posthog":
+            self.threads.append(threading.current_thread().name)
+        return None
+
+
+class SubprocessRecorder:
+    """An audit hook noting which threads started a subprocess (git describe)."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "subprocess.Popen":
+            self.threads.append(threading.current_thread().name)
+
+
+IMPORTS = ImportRecorder()
+POPENS = SubprocessRecorder()
+
+
+def say(kind: str, **fields: Any) -> None:
+    print(json.dumps({"kind": kind, **fields}), flush=True)
+
+
+def modules_report() -> dict[str, Any]:
+    return {
+        "posthog_loaded": "posthog" in sys.modules,
+        "posthog_import_threads": list(IMPORTS.threads),
+        "popen_threads": list(POPENS.threads),
+        "main_thread": threading.main_thread().name,
+        "monotonic": time.monotonic(),
+    }
+
+
+def own_handler(behaviour: str) -> Any:
+    if behaviour == "ignore":
+        return signal.SIG_IGN
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        say("handler", signal=signum, **modules_report())
+        if behaviour == "exit3":
+            sys.exit(EXIT_OWN_HANDLER)
+
+    return handle
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--own", choices=("none", "exit3", "print", "ignore"), default="none")
+    parser.add_argument("--own-signals", default="TERM,INT")
+    parser.add_argument("--import-after", type=float, default=0.0)
+    parser.add_argument("--retry-base", type=float, default=0.05)
+    parser.add_argument("--retry-cap", type=float, default=0.3)
+    parser.add_argument("--app-version", default=None)
+    return parser.parse_args(argv)
+
+
+def serve_stdin(deadline: float) -> int:
+    at_eof = False
+    while (remaining := deadline - time.monotonic()) > 0:
+        if at_eof:
+            time.sleep(min(remaining, 0.1))
+            continue
+        readable, _, _ = select.select([sys.stdin], [], [], min(remaining, 0.5))
+        if not readable:
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            at_eof = True
+            continue
+        command = line.strip()
+        if command == "ping":
+            say("pong", pid=os.getpid())
+        elif command == "modules":
+            say("modules", **modules_report())
+        elif command == "exit":
+            return 0
+        elif command:
+            say("unknown", command=command)
+    say("timeout")
+    return EXIT_TIMED_OUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.meta_path.insert(0, IMPORTS)
+    sys.addaudithook(POPENS)
+    if args.own != "none":
+        for name in filter(None, args.own_signals.split(",")):
+            signal.signal(_SIGNALS[name], own_handler(args.own))
+    # Registered before the tracker's hook, so it runs after it (atexit is LIFO).
+    atexit.register(lambda: say("final", **modules_report()))
+
+    from slackonos_telemetry.delivery import RetryPolicy
+    from slackonos_telemetry.shutdown_hooks import install_shutdown_hooks
+    from slackonos_telemetry.tracker import Tracker
+
+    tracker = Tracker(
+        Path(args.config),
+        app_version=args.app_version,
+        retry_policy=RetryPolicy(args.retry_base, args.retry_cap),
+        import_after_seconds=args.import_after,
+    )
+    tracker.start()
+    hooked = install_shutdown_hooks(tracker.shutdown)
+    print("ready", flush=True)
+    say("hooked", signals=[signal.Signals(s).name for s in hooked], pid=os.getpid())
+    try:
+        return serve_stdin(time.monotonic() + MAX_SECONDS)
+    except KeyboardInterrupt:
+        say("keyboard-interrupt", **modules_report())
+        return EXIT_KEYBOARD_INTERRUPT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""SPEC section 8: `run --socket` against a Socket Mode stand-in: Slack's WebSocket end
+on 127.0.0.1 (the `websockets` library), the Web API stand-in handing out its URL
+from apps.connections.open, the bot a real subprocess stopped by a real SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from slackonos_telemetry.local_slack import ADMIN_CHANNEL_ID, LocalSlack
+from tests.run_support import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    EXIT_SLACK,
+    SHUTDOWN_TIMEOUT,
+    WAIT,
+    BotProcess,
+    SocketModeStandIn,
+    bot_process,
+    event_callback,
+    events_api_envelope,
+    message_event,
+    read_json,
+    terminate,
+    write_json,
+)
+from tests.servers.posthog_capture import ACCEPT, CaptureServer
+
+
+@dataclass
+class SocketBot:
+    bot: BotProcess
+    slack: LocalSlack
+    socket_mode: SocketModeStandIn
+    capture: CaptureServer
+
+
+@contextlib.contextmanager
+def socket_bot(config_path: Path, *run_args: str) -> Iterator[SocketBot]:
+    write_json(config_path, {"telemetryNoticeShown": True})
+    with (
+        SocketModeStandIn() as socket_mode,
+        LocalSlack() as slack,
+        CaptureServer(ACCEPT) as capture,
+    ):
+        slack.set_socket_mode_url(socket_mode.url())
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_APP_TOKEN": APP_TOKEN,
+            "SLACK_API_URL": slack.url,
+            "TELEMETRY_HOST": capture.url,
+            "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
+        }
+        with bot_process("--config", str(config_path), "run", *run_args, env=env) as bot:
+            connected = socket_mode.wait_for_connection(WAIT)
+            assert connected is not None, f"no Socket Mode connection\n{bot.describe()}"
+            yield SocketBot(bot, slack, socket_mode, capture)
+
+
+def test_socket_mode_acks_the_envelope_and_answers(config_path: Path) -> None:
+    with socket_bot(config_path, "--socket") as run:
+        (opened,) = run.slack.calls("apps.connections.open")
+        assert opened.token == APP_TOKEN, "the connection is opened with the app-level token"
+        connection = run.socket_mode.wait_for_connection()
+        assert connection is not None
+
+        body = event_callback(message_event("telemetry status", channel=ADMIN_CHANNEL_ID))
+        envelope_id = "1d5b6a3c-7f0e-4f59-9a50-4a2f0c3e7d11"
+        connection.send(json.dumps(events_api_envelope(body, envelope_id)))
+
+        ack = run.socket_mode.wait_for_frame(lambda f: f.get("envelope_id") == envelope_id)
+        assert ack is not None, f"no ack of {envelope_id}: {run.socket_mode.frames()}\n" + (
+            run.bot.describe()
+        )
+        answers = run.slack.wait_for_calls("chat.postMessage", 1, WAIT)
+        assert answers, f"no answer at the Slack stand-in\n{run.bot.describe()}"
+        assert answers[0].params["channel"] == ADMIN_CHANNEL_ID
+        assert str(answers[0].params["text"]).startswith("Telemetry is on"), answers[0].params
+        assert answers[0].token == BOT_TOKEN
+
+        assert run.capture.wait_for_events(1, "startup", timeout=WAIT), run.bot.describe()
+        code, _ = run.bot.timed_exit(terminate(run.bot))
+
+        assert code == 0, run.bot.describe()
+        assert "Traceback" not in run.bot.stderr, run.bot.describe()
+        shutdown = run.capture.events_named("shutdown")
+        assert len(shutdown) == 1, f"{run.capture.events}\n{run.bot.describe()}"
+        assert shutdown[0]["distinct_id"] == read_json(config_path)["telemetryInstanceId"]
+        acks = [f for f in run.socket_mode.frames() if f.get("envelope_id") == envelope_id]
+        assert len(acks) == 1, run.socket_mode.frames()
+
+
+def test_socket_mode_sigterm_exits_within_the_shutdown_deadline(config_path: Path) -> None:
+    with socket_bot(config_path, "--socket") as run:
+        connection = run.socket_mode.wait_for_connection()
+        assert connection is not None
+        # The SDK is loaded once the startup event is in: the deadline is for sending.
+        assert run.capture.wait_for_events(1, "startup", timeout=WAIT), run.bot.describe()
+        # Slack pings the bot every few seconds; the SIGTERM comes right after one.
+        assert connection.ping().wait(WAIT), "the bot did not answer a ping"
+
+        code, took = run.bot.timed_exit(terminate(run.bot))
+
+        assert code == 0, run.bot.describe()
+        assert run.capture.events_named("shutdown"), run.bot.describe()
+        assert took <= SHUTDOWN_TIMEOUT + EXIT_SLACK, (
+            f"SIGTERM to exit took {took:.2f} s with TELEMETRY_SHUTDOWN_TIMEOUT="
+            f"{SHUTDOWN_TIMEOUT:g}\n{run.bot.describe()}"
+        )
+
+
+def test_run_with_both_tokens_defaults_to_socket_mode(config_path: Path) -> None:
+    with socket_bot(config_path) as run:  # no --socket
+        (opened,) = run.slack.calls("apps.connections.open")
+        assert opened.token == APP_TOKEN
+        assert "console" not in run.bot.stdout.lower()
+        code, _ = run.bot.timed_exit(terminate(run.bot))
+        assert code == 0, run.bot.describe()

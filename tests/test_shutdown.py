@@ -1,0 +1,180 @@
+"""SPEC section 4, shutdown: on SIGTERM, SIGINT and a normal exit a `shutdown` event is
+made and delivery tried until TELEMETRY_SHUTDOWN_TIMEOUT, never longer; the host's
+own handlers keep running and decide how the process ends.
+
+Each test runs tests/hosts/tracker_host.py as a real process and sends it real
+signals; the capture server on loopback is the PostHog it talks to.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.posthog_capture import (
+    ACCEPT,
+    HANG,
+    REFUSE,
+    CaptureServer,
+    capture_server,
+)
+from tests.tracker_support import Host, host_environ, pending, running_host, wait_until
+
+SHUTDOWN_TIMEOUT = 1.0
+SLACK = 0.5  # the most a shutdown may overrun TELEMETRY_SHUTDOWN_TIMEOUT
+GENEROUS_TIMEOUT = "10"  # when the server accepts: delivery, not the deadline, ends it
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    with capture_server() as running:
+        yield running
+
+
+def _accepting_env(server: CaptureServer) -> dict[str, str]:
+    return host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=GENEROUS_TIMEOUT)
+
+
+def _started(host: Host, server: CaptureServer) -> None:
+    """The startup event arrived: the tracker runs and its SDK is loaded."""
+    assert server.wait_for_events(1, name="startup", timeout=15), (server.events, host.stderr)
+
+
+def _shutdown_received_at(server: CaptureServer) -> float:
+    times = [
+        record.received_at
+        for record in server.requests
+        if record.status == 200 and any(e.get("event") == "shutdown" for e in record.events)
+    ]
+    assert len(times) == 1, server.events
+    return times[0]
+
+
+def test_sigterm_delivers_the_shutdown_event(server: CaptureServer, config_path: Path) -> None:
+    with running_host(config_path, env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.process.send_signal(signal.SIGTERM)
+        # No handler of the host's: it ends as SIGTERM's default action ends it.
+        assert host.wait_exit(15) == -signal.SIGTERM
+    shutdown = server.events_named("shutdown")
+    assert len(shutdown) == 1, server.events
+    startup = server.events_named("startup")[0]
+    assert shutdown[0]["distinct_id"] == startup["distinct_id"]
+    assert pending(config_path) == []
+
+
+def test_normal_exit_delivers_the_shutdown_event(server: CaptureServer, config_path: Path) -> None:
+    with running_host(config_path, env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.send("exit")
+        assert host.wait_exit(15) == 0
+    assert len(server.events_named("shutdown")) == 1, server.events
+
+
+@pytest.mark.parametrize("mode", [REFUSE, HANG])
+@pytest.mark.parametrize(
+    ("trigger", "own", "exit_code"),
+    [
+        ("SIGTERM", "none", -signal.SIGTERM),
+        ("SIGTERM", "exit3", 3),
+        ("exit", "none", 0),
+    ],
+    ids=["sigterm", "sigterm-host-exit3", "normal-exit"],
+)
+def test_shutdown_never_takes_longer_than_its_timeout(
+    server: CaptureServer, config_path: Path, mode: str, trigger: str, own: str, exit_code: int
+) -> None:
+    server.set_mode(mode)
+    env = host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
+    with running_host(config_path, "--own", own, "--own-signals", "TERM", env=env) as host:
+        # Events wait and the SDK is in use: the tracker is trying to send them.
+        assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
+        assert wait_until(lambda: host.modules()["posthog_loaded"], 10, interval=0.1)
+        started = time.monotonic()
+        if trigger == "exit":
+            host.send("exit")
+        else:
+            host.process.send_signal(signal.SIGTERM)
+        code = host.wait_exit(SHUTDOWN_TIMEOUT + 15)
+        took = time.monotonic() - started
+    assert code == exit_code, (host.stdout, host.stderr)
+    assert took <= SHUTDOWN_TIMEOUT + SLACK, f"shutdown took {took:.2f} s"
+    assert server.events == []
+    events = {event["event"] for event in pending(config_path)}
+    assert "shutdown" in events  # kept for the next start
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_the_hosts_own_handler_runs_after_the_shutdown_event_and_decides_the_exit(
+    server: CaptureServer, config_path: Path, signame: str
+) -> None:
+    signum = signal.Signals[signame]
+    with running_host(config_path, "--own", "exit3", env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.process.send_signal(signum)
+        assert host.wait_exit(15) == 3, (host.stdout, host.stderr)
+    handler = host.messages("handler")
+    assert [message["signal"] for message in handler] == [signum], host.stdout
+    # Both clocks are CLOCK_MONOTONIC, one per machine: comparable across processes.
+    assert _shutdown_received_at(server) <= handler[0]["monotonic"]
+    assert len(server.events_named("shutdown")) == 1
+
+
+def test_a_host_handler_that_returns_keeps_the_process_running(
+    server: CaptureServer, config_path: Path
+) -> None:
+    with running_host(config_path, "--own", "print", env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.process.send_signal(signal.SIGTERM)
+        handler = host.wait_for_message("handler", 15)
+        assert _shutdown_received_at(server) <= handler["monotonic"]
+        assert host.ask("ping", "pong")["pid"] == host.pid  # still serving
+        host.send("exit")
+        assert host.wait_exit(15) == 0
+    assert len(server.events_named("shutdown")) == 1, server.events  # once, not again at exit
+
+
+def test_sigint_with_pythons_default_handler_still_raises_keyboard_interrupt(
+    server: CaptureServer, config_path: Path
+) -> None:
+    with running_host(config_path, env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.process.send_signal(signal.SIGINT)
+        assert host.wait_exit(15) == 130, (host.stdout, host.stderr)
+    interrupted = host.messages("keyboard-interrupt")
+    assert len(interrupted) == 1, host.stdout
+    assert _shutdown_received_at(server) <= interrupted[0]["monotonic"]
+
+
+def test_a_host_that_ignores_sigterm_keeps_ignoring_it(
+    server: CaptureServer, config_path: Path
+) -> None:
+    args = ("--own", "ignore", "--own-signals", "TERM")
+    with running_host(config_path, *args, env=_accepting_env(server)) as host:
+        _started(host, server)
+        host.process.send_signal(signal.SIGTERM)
+        # Any Python-level handler would run before the main thread reads this line.
+        assert host.ask("ping", "pong")["pid"] == host.pid
+        assert host.process.poll() is None
+        assert server.events_named("shutdown") == []
+        host.send("exit")
+        assert host.wait_exit(15) == 0
+    assert len(server.events_named("shutdown")) == 1, server.events  # the normal exit's
+
+
+def test_shutdown_event_is_delivered_when_the_server_accepts_after_an_outage(
+    server: CaptureServer, config_path: Path
+) -> None:
+    server.set_mode(REFUSE)
+    with running_host(config_path, env=_accepting_env(server)) as host:
+        assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
+        server.set_mode(ACCEPT)
+        host.process.send_signal(signal.SIGTERM)
+        assert host.wait_exit(15) == -signal.SIGTERM
+    names = sorted(event["event"] for event in server.events)
+    assert names == ["shutdown", "startup"], names
+    assert pending(config_path) == []
