@@ -17,10 +17,10 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .shutdown_hooks import install_shutdown_hooks
 from .slack_middleware import AdminGate, CommandRouter, CommandRunner
 
 if TYPE_CHECKING:
@@ -86,7 +86,12 @@ class TelemetryPlugin:
     def install(self) -> None:
         for middleware in (CommandRouter(self), AdminGate(self), CommandRunner(self)):
             self.app.use(middleware)
-        install_shutdown_hooks(self.shutdown)
+        if not environment_turns_telemetry_off(os.environ):
+            # The environment cannot change under a running process: while it says
+            # off, no shutdown event will ever be made, so there is nothing to hook.
+            from .shutdown_hooks import install_shutdown_hooks
+
+            install_shutdown_hooks(self.shutdown)
         # The low-level start: threading.Thread.start() waits for the new thread to
         # run, a third of a millisecond of the host's start spent on nothing.
         _thread.start_new_thread(self._boot_when_quiet, ())
@@ -196,6 +201,15 @@ class TelemetryPlugin:
         from .first_run_notice import post_first_run_notice
 
         post_first_run_notice(parts.tracker, parts.admin_channel, client)
+
+
+def environment_turns_telemetry_off(env: Mapping[str, str]) -> bool:
+    """DO_NOT_TRACK, or TELEMETRY_ENABLED set to anything but a true word (see
+    settings.py, which decides, with reasons; this is the quick look at start)."""
+    if env.get("DO_NOT_TRACK", "").strip().lower() not in ("", "0", "false"):
+        return True
+    word = env.get("TELEMETRY_ENABLED", "").strip().lower()
+    return bool(word) and word not in ("true", "yes", "on", "1")
 
 
 def register(
