@@ -52,8 +52,24 @@ def might_be_ours(body: dict[str, Any]) -> bool:
 
 
 class _PluginMiddleware(Middleware):
+    """Passes on every request the router did not mark as the plugin's; ``handle``
+    sees the marked ones."""
+
     def __init__(self, plugin: TelemetryPlugin) -> None:
         self.plugin = plugin
+
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        request: TelemetryRequest | None = req.context.get(CONTEXT_KEY)
+        if request is None:
+            return next()
+        return self.handle(req, request, next)
+
+    def handle(
+        self, req: BoltRequest, request: TelemetryRequest, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        return next()
 
     def _ack(self) -> BoltResponse:
         return BoltResponse(status=200, body="")
@@ -123,12 +139,9 @@ class AdminGate(_PluginMiddleware):
     """Lets a telemetry request through only from the admin channel; elsewhere the
     user alone is told, and nothing changes."""
 
-    def process(
-        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    def handle(
+        self, req: BoltRequest, request: TelemetryRequest, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
-        request: TelemetryRequest | None = req.context.get(CONTEXT_KEY)
-        if request is None:
-            return next()
         client = req.context.client
         admin = self.plugin.admin_channel
         if client is not None and admin.is_admin_channel(request.channel_id, client):
@@ -155,12 +168,9 @@ class CommandRunner(_PluginMiddleware):
     """Runs the command and answers in the same channel and thread; a click on the
     button updates the status message in place."""
 
-    def process(
-        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    def handle(
+        self, req: BoltRequest, request: TelemetryRequest, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
-        request: TelemetryRequest | None = req.context.get(CONTEXT_KEY)
-        if request is None:
-            return next()
         commands = self.plugin.commands
         command = request.command
         if command is not None:

@@ -8,8 +8,6 @@ manager, also when a test fails.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import signal
@@ -18,8 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from slackonos_telemetry.local_slack import ADMIN_CHANNEL_ID, BOT_USER_ID, TEAM_ID
+from tests import slack_wire
 from tests.conftest import clean_environ
 
 PROG_ERROR = "slackonos-telemetry: error: "
@@ -256,35 +253,14 @@ def connects(host: str, port: int) -> bool:
         return False
 
 
-def slack_signature(body: str, secret: str, timestamp: int) -> str:
-    base = f"v0:{timestamp}:{body}".encode()
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
 def signed_headers(
     body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
-    stamp = int(time.time()) if timestamp is None else timestamp
-    return {
-        "X-Slack-Request-Timestamp": str(stamp),
-        "X-Slack-Signature": slack_signature(body, secret, stamp),
-    }
+    return slack_wire.signed_headers(body, secret, timestamp)
 
 
 def post_json(url: str, body: str, headers: Mapping[str, str]) -> int:
-    request = urllib.request.Request(
-        url,
-        data=body.encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", **headers},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WAIT) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
+    return slack_wire.post(url, body, headers)
 
 
 # -- Slack payloads -------------------------------------------------------------------------

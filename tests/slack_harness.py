@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.signature import SignatureVerifier
 
 from slackonos_telemetry import register
 from slackonos_telemetry.http_server import BoltHttpServer
@@ -38,6 +37,7 @@ from slackonos_telemetry.local_slack import (
     LocalSlack,
 )
 from slackonos_telemetry.log_once import TELEMETRY_THREAD_PREFIX
+from tests import slack_wire
 from tests.servers.posthog_capture import ACCEPT, CaptureServer
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -219,25 +219,11 @@ def click_body(
 def signature_headers(
     body: str, secret: str = SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature}
+    return slack_wire.signed_headers(body, secret, timestamp)
 
 
 def post(url: str, body: str, content_type: str, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(
-        url,
-        data=body.encode("utf-8"),
-        method="POST",
-        headers={"Content-Type": content_type, **headers},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WAIT_SECONDS) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
+    return slack_wire.post(url, body, headers, content_type)
 
 
 def code_block(text: str) -> str:

@@ -28,16 +28,9 @@ from tests.slack_harness import (
     toggle_button,
     wait_until,
 )
+from tests.tracker_support import COMMON_PROPERTIES
 
-SPEC_PROPERTIES = {
-    "instance_id",
-    "os_platform",
-    "os_release",
-    "python_version",
-    "app_version",
-    "release",
-    "$process_person_profile",
-}
+SPEC_PROPERTIES = COMMON_PROPERTIES
 HOST_KEYS = {"gongLimit": 3, "defaultRoom": "Kitchen"}
 
 
