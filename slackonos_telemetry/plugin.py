@@ -196,6 +196,8 @@ class TelemetryPlugin:
     def _greet(self, parts: _Parts) -> None:
         """Learn the admin channel's ID and show the first-run notice, once."""
         client = self.app.client
+        if parts.tracker.stopped:
+            return  # the bot is already shutting down: the next start shows it
         if not client.token:
             return  # multi-workspace (OAuth) apps have no single admin channel
         from .first_run_notice import post_first_run_notice
