@@ -82,7 +82,7 @@ def test_status_json_reports_every_setting(config_path: Path) -> None:
         {
             "telemetryEnabled": True,
             "telemetryApiKey": api_key,
-            "telemetryHost": "https://eu.i.posthog.com",
+            "telemetryHost": "https://posthog.example.com",
             "adminChannel": "C0123ABCD",
         },
     )
@@ -99,7 +99,7 @@ def test_status_json_reports_every_setting(config_path: Path) -> None:
     assert report["reason"] is None
     assert report["instance_id"] == read_config(config_path)["telemetryInstanceId"]
     assert uuid.UUID(report["instance_id"]).version == 4
-    assert report["host"] == "https://eu.i.posthog.com"
+    assert report["host"] == "https://posthog.example.com"
     assert isinstance(report["api_key"], str)
     assert report["api_key"]
     assert report["api_key"] != api_key

@@ -207,16 +207,16 @@ def _key_and_host_cases() -> list[Case]:
         ),
         Case(
             "config-key-and-host",
-            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://eu.i.posthog.com"},
+            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://posthog.example.com"},
             {},
             True,
             "default",
             api_key="phc_fromconfig",
-            host="https://eu.i.posthog.com",
+            host="https://posthog.example.com",
         ),
         Case(
             "env-key-and-host-beat-config",
-            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://eu.i.posthog.com"},
+            {"telemetryApiKey": "phc_fromconfig", "telemetryHost": "https://posthog.example.com"},
             {"TELEMETRY_API_KEY": "phc_fromenv", "TELEMETRY_HOST": "http://127.0.0.1:8000"},
             True,
             "default",
@@ -234,10 +234,10 @@ def _key_and_host_cases() -> list[Case]:
         Case(
             "env-host-beats-bad-config-host",
             {"telemetryHost": "ftp://x"},
-            {"TELEMETRY_HOST": "https://eu.i.posthog.com"},
+            {"TELEMETRY_HOST": "https://posthog.example.com"},
             True,
             "default",
-            host="https://eu.i.posthog.com",
+            host="https://posthog.example.com",
         ),
         Case(
             "config-key-empty",
@@ -337,7 +337,7 @@ def _key_and_host_cases() -> list[Case]:
         ),
         Case(
             "env-host-ftp-beats-good-config-host",
-            {"telemetryHost": "https://eu.i.posthog.com"},
+            {"telemetryHost": "https://posthog.example.com"},
             {"TELEMETRY_HOST": "ftp://x"},
             False,
             SRC_HOST_ENV,
