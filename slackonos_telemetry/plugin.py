@@ -41,7 +41,6 @@ BOOT_AT_LATEST_SECONDS = 10.0
 _BOOT_POLL_SECONDS = 0.1
 # How long a shutdown waits for a start that is under way (it takes ~30 ms).
 BUILD_WAIT_SECONDS = 2.0
-THREAD_NAME = "slackonos-telemetry-boot"
 
 _plugins: weakref.WeakKeyDictionary[Any, TelemetryPlugin] = weakref.WeakKeyDictionary()
 _plugins_guard = threading.Lock()
