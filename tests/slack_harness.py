@@ -184,6 +184,28 @@ def click_body(
     thread_ts: str | None = None,
     response_url: str = "http://127.0.0.1:9/unused",
 ) -> str:
+    """The form body Slack posts for a click on ``button``."""
+    payload = click_payload(
+        button,
+        channel=channel,
+        message_ts=message_ts,
+        user=user,
+        thread_ts=thread_ts,
+        response_url=response_url,
+    )
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+def click_payload(
+    button: dict[str, Any],
+    *,
+    channel: str,
+    message_ts: str,
+    user: str = ADMIN_USER,
+    thread_ts: str | None = None,
+    response_url: str = "http://127.0.0.1:9/unused",
+) -> dict[str, Any]:
+    """The block_actions payload of a click on ``button``."""
     message: dict[str, Any] = {"type": "message", "ts": message_ts, "user": BOT, "bot_id": BOT_ID}
     if thread_ts is not None:
         message["thread_ts"] = thread_ts
@@ -195,7 +217,7 @@ def click_body(
         "value": button.get("value"),
         "action_ts": f"{time.time():.6f}",
     }
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "team": {"id": TEAM_ID, "domain": "local"},
         "user": {"id": user, "username": "admin", "team_id": TEAM_ID},
@@ -213,7 +235,7 @@ def click_body(
         "response_url": response_url,
         "actions": [action],
     }
-    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+    return payload
 
 
 def signature_headers(

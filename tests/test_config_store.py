@@ -353,23 +353,30 @@ def _nobody_python() -> str | None:
     probe = "import sys, tinydb, slackonos_telemetry.cli; print('%d.%d' % sys.version_info[:2])"
     for candidate in candidates:
         try:
-            result = subprocess.run(
-                [candidate, "-c", probe],
-                env=clean_environ({"PYTHONPATH": _python_path(), "PYTHONDONTWRITEBYTECODE": "1"}),
-                cwd="/",
-                user=NOBODY,
-                group=NOBODY,
-                extra_groups=[],
-                capture_output=True,
-                text=True,
-                timeout=CLI_TIMEOUT_SECONDS,
-                check=False,
-            )
+            result = _run_as_nobody([candidate, "-c", probe], Path("/"))
         except OSError:
             continue
         if result.returncode == 0 and result.stdout.strip() == version:
             return candidate
     return None
+
+
+def _run_as_nobody(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    extra = {"PYTHONPATH": _python_path(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    return subprocess.run(
+        command,
+        env=clean_environ(extra),
+        cwd=cwd,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
 
 
 class ReadOnlyConfig:
@@ -387,18 +394,8 @@ class ReadOnlyConfig:
         python = _nobody_python()
         if python is None:
             pytest.skip("no Python interpreter that user nobody may run imports this project")
-        extra = {"PYTHONPATH": _python_path(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        return subprocess.run(
-            [python, "-m", "slackonos_telemetry", *args],
-            env=clean_environ(extra),
-            cwd=self.path.parent.parent,
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
-            check=False,
+        return _run_as_nobody(
+            [python, "-m", "slackonos_telemetry", *args], self.path.parent.parent, env
         )
 
 

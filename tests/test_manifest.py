@@ -6,7 +6,6 @@ point, to what a real Bolt app with the plugin really does against a Slack stand
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.run_support import (
     write_json,
 )
 from tests.servers.posthog_capture import ACCEPT, CaptureServer
+from tests.slack_harness import click_payload
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yaml"
 PRIVATE_CHANNEL_ID = "G0PRIVATE1"
@@ -146,33 +146,7 @@ def real_app(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Rea
 
 
 def _click(button: dict[str, Any], message_ts: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "team": {"id": "T0LOCAL01", "domain": "local"},
-        "user": {"id": ADMIN_USER, "username": "admin", "team_id": "T0LOCAL01"},
-        "api_app_id": "A0TELEMETRY",
-        "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": message_ts,
-            "channel_id": ADMIN_CHANNEL_ID,
-            "is_ephemeral": False,
-        },
-        "trigger_id": "1111.2222.3333",
-        "channel": {"id": ADMIN_CHANNEL_ID, "name": "music-admin"},
-        "message": {"type": "message", "ts": message_ts, "user": BOT_USER_ID},
-        "response_url": "http://127.0.0.1:9/unused",
-        "actions": [
-            {
-                "type": "button",
-                "action_id": button["action_id"],
-                "block_id": "telemetry-actions",
-                "text": button.get("text"),
-                "value": button.get("value"),
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
+    return click_payload(button, channel=ADMIN_CHANNEL_ID, message_ts=message_ts)
 
 
 def _the_button(call: ApiCall) -> dict[str, Any]:
