@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from slackonos_telemetry.local_slack import LocalSlack  # noqa: E402
+from slackonos_telemetry.run.local_slack import LocalSlack  # noqa: E402
 from tests.servers.posthog_capture import (  # noqa: E402
     ACCEPT,
     ERROR_500,

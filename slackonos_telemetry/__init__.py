@@ -19,7 +19,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from .plugin import TelemetryPlugin
+    from slackonos_telemetry.slack.plugin import TelemetryPlugin
 
 
 def register(
@@ -30,13 +30,13 @@ def register(
     release: str | None = None,
 ) -> TelemetryPlugin:
     """Add telemetry to a Bolt app: commands, status, tracker and shutdown hook."""
-    from .plugin import register as register_plugin
+    from slackonos_telemetry.slack.plugin import register as register_plugin
 
     return register_plugin(app, config_path=config_path, app_version=app_version, release=release)
 
 
 def load_plugins(app: App, **options: Any) -> list[Any]:
     """Register every plugin of the ``slackonos.plugins`` entry point group."""
-    from .plugin_loading import load_plugins as load_all
+    from slackonos_telemetry.plugins import load_plugins as load_all
 
     return load_all(app, **options)

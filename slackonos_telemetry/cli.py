@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .config_path import CONFIG_ENV_VAR, resolve_config_path
-from .config_store import ConfigReadError, ConfigWriteError
-from .events import EVENT_NAMES
+from slackonos_telemetry.config.keys import CONFIG_ENV_VAR
+from slackonos_telemetry.config.paths import resolve_config_path
+from slackonos_telemetry.config.store import ConfigReadError, ConfigWriteError
+from slackonos_telemetry.telemetry.events import EVENT_NAMES
 
 PROG = "slackonos-telemetry"
 EXIT_OK = 0
@@ -65,7 +66,7 @@ def _fail(message: str) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from slackonos_telemetry._version import __version__
 
     parser = _Parser(
         prog=PROG,
@@ -151,7 +152,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .status import collect_status
+    from slackonos_telemetry.admin import collect_status
 
     report = collect_status(_config_path(args))
     if args.json:
@@ -170,7 +171,7 @@ def _disable(args: argparse.Namespace) -> int:
 
 
 def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
-    from .actions import save_enabled
+    from slackonos_telemetry.admin import save_enabled
 
     path = _config_path(args)
     change = save_enabled(path, enabled)
@@ -186,7 +187,7 @@ def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
 
 
 def _reset_id(args: argparse.Namespace) -> int:
-    from .actions import reset_instance_id
+    from slackonos_telemetry.admin import reset_instance_id
 
     path = _config_path(args)
     change = reset_instance_id(path)
@@ -197,7 +198,7 @@ def _reset_id(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from .tracker import Tracker
+    from slackonos_telemetry.telemetry.tracker import Tracker
 
     tracker = Tracker(_config_path(args))
     settings = tracker.settings()
@@ -210,7 +211,7 @@ def _preview(args: argparse.Namespace) -> int:
 def _flush(args: argparse.Namespace) -> int:
     import time
 
-    from .tracker import Tracker
+    from slackonos_telemetry.telemetry.tracker import Tracker
 
     tracker = Tracker(_config_path(args))
     settings = tracker.settings()
@@ -234,7 +235,7 @@ def _flush(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import HTTP, RunError, RunOptions, run
+    from slackonos_telemetry.run.runner import HTTP, RunError, RunOptions, run
 
     if args.bind is not None and args.port is None:
         raise UsageError("--bind goes with --http PORT")

@@ -23,7 +23,7 @@ from typing import IO, Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
-from slackonos_telemetry.local_slack import ADMIN_CHANNEL_ID, BOT_USER_ID, TEAM_ID
+from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, BOT_USER_ID, TEAM_ID
 from tests import slack_wire
 from tests.conftest import clean_environ
 

@@ -27,8 +27,8 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from slackonos_telemetry import register
-from slackonos_telemetry.http_server import BoltHttpServer
-from slackonos_telemetry.local_slack import (
+from slackonos_telemetry.run.http_server import BoltHttpServer
+from slackonos_telemetry.run.local_slack import (
     ADMIN_CHANNEL_ID,
     BOT_USER_ID,
     GENERAL_CHANNEL_ID,
@@ -36,7 +36,7 @@ from slackonos_telemetry.local_slack import (
     ApiCall,
     LocalSlack,
 )
-from slackonos_telemetry.log_once import TELEMETRY_THREAD_PREFIX
+from slackonos_telemetry.telemetry.log_once import TELEMETRY_THREAD_PREFIX
 from tests import slack_wire
 from tests.servers.posthog_capture import ACCEPT, CaptureServer
 

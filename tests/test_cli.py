@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from slackonos_telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
 SPEC_STATUS_KEYS = {

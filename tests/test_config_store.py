@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 import slackonos_telemetry
-from slackonos_telemetry.config_store import ConfigStore
-from slackonos_telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.outbox import Outbox
+from slackonos_telemetry.config.store import ConfigStore
+from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
 OWNED_KEYS = {
@@ -142,7 +142,7 @@ _INCREMENTS_PER_WORKER = 20
 _COUNTER_SCRIPT = """
 import sys, threading
 from pathlib import Path
-from slackonos_telemetry.config_store import ConfigStore
+from slackonos_telemetry.config.store import ConfigStore
 
 store = ConfigStore(Path(sys.argv[1]))
 

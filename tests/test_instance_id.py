@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from slackonos_telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.outbox import Outbox
 from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, read_only_config
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from slackonos_telemetry.config_store import ConfigStore
+from slackonos_telemetry.config.store import ConfigStore
 from tests.conftest import clean_environ
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, leftovers
 
@@ -30,7 +30,7 @@ TEST_BUDGET_SECONDS = 60.0
 WRITER_SCRIPT = """
 import sys
 from pathlib import Path
-from slackonos_telemetry.config_store import ConfigStore
+from slackonos_telemetry.config.store import ConfigStore
 
 store = ConfigStore(Path(sys.argv[1]))
 sys.stdin.readline()

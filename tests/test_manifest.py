@@ -18,15 +18,15 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 
 from slackonos_telemetry import register
-from slackonos_telemetry.local_slack import (
+from slackonos_telemetry.run.local_slack import (
     ADMIN_CHANNEL_ID,
     BOT_USER_ID,
     GENERAL_CHANNEL_ID,
     ApiCall,
     LocalSlack,
 )
-from slackonos_telemetry.plugin import TelemetryPlugin
-from slackonos_telemetry.slack_surface import EVENT_SCOPES, INTERACTIVITY, METHOD_SCOPES
+from slackonos_telemetry.slack.plugin import TelemetryPlugin
+from slackonos_telemetry.slack.scopes import EVENT_SCOPES, INTERACTIVITY, METHOD_SCOPES
 from tests.run_support import (
     ADMIN_USER,
     BOT_TOKEN,
@@ -235,7 +235,7 @@ def test_the_run_host_with_its_plugins_needs_nothing_more(
     monkeypatch: pytest.MonkeyPatch, config_path: Path, manifest: dict[str, Any]
 ) -> None:
     """`run` serves the host bot's own listeners too: the manifest covers them."""
-    from slackonos_telemetry.host_bot import build_host_app
+    from slackonos_telemetry.run.host_bot import build_host_app
 
     write_json(config_path, {"telemetryNoticeShown": True})
     with LocalSlack() as slack, CaptureServer(ACCEPT) as capture:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from tinydb import TinyDB
 
-from slackonos_telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.outbox import EVENTS_TABLE
+from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.outbox import EVENTS_TABLE
 from tests.servers.posthog_capture import ACCEPT, REFUSE, CaptureServer, capture_server
 from tests.tracker_support import (
     outbox_for,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from slackonos_telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from tests.conftest import run_cli
 from tests.servers.posthog_capture import (
     HANG,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slackonos_telemetry.local_slack import LocalSlack
+from slackonos_telemetry.run.local_slack import LocalSlack
 from tests.run_support import (
     APP_TOKEN,
     BOT_TOKEN,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slackonos_telemetry.local_slack import ADMIN_CHANNEL_ID, LocalSlack
+from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, LocalSlack
 from tests.run_support import (
     BOT_TOKEN,
     EXIT_SLACK,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from slackonos_telemetry.local_slack import ADMIN_CHANNEL_ID, LocalSlack
+from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, LocalSlack
 from tests.run_support import (
     APP_TOKEN,
     BOT_TOKEN,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from slackonos_telemetry.settings import resolve_settings
+from slackonos_telemetry.config.settings import resolve_settings
 from tests.conftest import run_cli
 
 # The defaults are spelled out from the spec, not imported from the code under test.

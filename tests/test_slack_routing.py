@@ -14,7 +14,7 @@ import pytest
 from slack_bolt import App, Say
 
 from slackonos_telemetry import load_plugins, register
-from slackonos_telemetry.plugin import TelemetryPlugin
+from slackonos_telemetry.slack.plugin import TelemetryPlugin
 from tests.slack_harness import (
     ADMIN,
     ADMIN_USER,

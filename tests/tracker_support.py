@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from slackonos_telemetry.delivery import RetryPolicy
-from slackonos_telemetry.outbox import Outbox
-from slackonos_telemetry.tracker import Tracker
+from slackonos_telemetry.telemetry.delivery import RetryPolicy
+from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.tracker import Tracker
 from tests.conftest import clean_environ, run_cli
 from tests.servers.posthog_capture import CaptureServer
 

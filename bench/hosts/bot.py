@@ -84,7 +84,7 @@ def build_app(slack_url: str, signing_secret: str) -> Any:
 
 def record_made_events() -> None:
     """Print every event the tracker makes, before it goes to the outbox."""
-    from slackonos_telemetry.outbox import Outbox
+    from slackonos_telemetry.telemetry.outbox import Outbox
 
     original = Outbox.add
 
@@ -102,7 +102,7 @@ def run_ours(args: argparse.Namespace) -> Any:
 
     plugin = slackonos_telemetry.register(app, config_path=args.config)
     if args.http:
-        from slackonos_telemetry.http_server import BoltHttpServer
+        from slackonos_telemetry.run.http_server import BoltHttpServer
 
         server = BoltHttpServer(app, "127.0.0.1", 0)
         server.start()
@@ -112,8 +112,8 @@ def run_ours(args: argparse.Namespace) -> Any:
 
 def run_tracker(args: argparse.Namespace) -> None:
     record_made_events()
-    from slackonos_telemetry.shutdown_hooks import install_shutdown_hooks
-    from slackonos_telemetry.tracker import Tracker
+    from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
+    from slackonos_telemetry.telemetry.tracker import Tracker
 
     tracker = Tracker(Path(args.config))
     tracker.start()

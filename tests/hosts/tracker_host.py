@@ -141,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Registered before the tracker's hook, so it runs after it (atexit is LIFO).
     atexit.register(lambda: say("final", **modules_report()))
 
-    from slackonos_telemetry.delivery import RetryPolicy
-    from slackonos_telemetry.shutdown_hooks import install_shutdown_hooks
-    from slackonos_telemetry.tracker import Tracker
+    from slackonos_telemetry.telemetry.delivery import RetryPolicy
+    from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
+    from slackonos_telemetry.telemetry.tracker import Tracker
 
     tracker = Tracker(
         Path(args.config),

@@ -20,17 +20,17 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .slack_middleware import AdminGate, CommandRouter, CommandRunner
+from slackonos_telemetry._version import __version__
+from slackonos_telemetry.slack.middleware import AdminGate, CommandRouter, CommandRunner
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from slack_bolt import App
 
-    from .admin_channel import AdminChannel
-    from .admin_commands import AdminCommands
-    from .tracker import Tracker
+    from slackonos_telemetry.slack.admin_channel import AdminChannel
+    from slackonos_telemetry.slack.answers import AdminCommands
+    from slackonos_telemetry.telemetry.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class TelemetryPlugin:
         if not environment_turns_telemetry_off(os.environ):
             # The environment cannot change under a running process: while it says
             # off, no shutdown event will ever be made, so there is nothing to hook.
-            from .shutdown_hooks import install_shutdown_hooks
+            from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
 
             install_shutdown_hooks(self.shutdown)
         # The low-level start: threading.Thread.start() waits for the new thread to
@@ -127,7 +127,7 @@ class TelemetryPlugin:
 
     @property
     def config_path(self) -> Path:
-        from .config_path import resolve_config_path
+        from slackonos_telemetry.config.paths import resolve_config_path
 
         return resolve_config_path(self._config_argument, cwd=self._working_dir)
 
@@ -159,9 +159,9 @@ class TelemetryPlugin:
             self._parts_lock.release()
 
     def _build(self) -> _Parts:
-        from .admin_channel import AdminChannel
-        from .admin_commands import AdminCommands
-        from .tracker import tracker_for
+        from slackonos_telemetry.slack.admin_channel import AdminChannel
+        from slackonos_telemetry.slack.answers import AdminCommands
+        from slackonos_telemetry.telemetry.tracker import tracker_for
 
         tracker, created = tracker_for(
             self.config_path, app_version=self.app_version, release=self._release
@@ -199,7 +199,7 @@ class TelemetryPlugin:
             return  # the bot is already shutting down: the next start shows it
         if not client.token:
             return  # multi-workspace (OAuth) apps have no single admin channel
-        from .first_run_notice import post_first_run_notice
+        from slackonos_telemetry.slack.notice import post_first_run_notice
 
         post_first_run_notice(parts.tracker, parts.admin_channel, client)
 

@@ -15,16 +15,9 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
-from .json_file import JSONFileError, read_json_object
-from .locking import lock_for
-from .storages import FLAT_DOCUMENT_ID, FlatObjectStorage
-
-ENABLED_KEY = "telemetryEnabled"
-API_KEY_KEY = "telemetryApiKey"
-HOST_KEY = "telemetryHost"
-INSTANCE_ID_KEY = "telemetryInstanceId"
-NOTICE_SHOWN_KEY = "telemetryNoticeShown"
-ADMIN_CHANNEL_KEY = "adminChannel"
+from slackonos_telemetry.config.jsonfile import JSONFileError, read_json_object
+from slackonos_telemetry.config.locking import lock_for
+from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage
 
 ConfigReadError = JSONFileError
 

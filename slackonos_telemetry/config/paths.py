@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-CONFIG_ENV_VAR = "SLACKONOS_CONFIG"
+from slackonos_telemetry.config.keys import CONFIG_ENV_VAR
+
 DEFAULT_RELATIVE_PATH = Path("config") / "config.json"
 OUTBOX_FILE_NAME = "telemetry-outbox.json"
 

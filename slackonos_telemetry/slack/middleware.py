@@ -25,9 +25,9 @@ from slack_bolt.response import BoltResponse
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
-    from .plugin import TelemetryPlugin
-    from .slack_requests import TelemetryRequest
-    from .status_blocks import SlackMessage
+    from slackonos_telemetry.slack.blocks import SlackMessage
+    from slackonos_telemetry.slack.plugin import TelemetryPlugin
+    from slackonos_telemetry.slack.requests import TelemetryRequest
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class CommandRouter(_PluginMiddleware):
         self.plugin.note_activity()
         if CONTEXT_KEY in req.context or not might_be_ours(req.body):
             return next()
-        from .slack_requests import recognize
+        from slackonos_telemetry.slack.requests import recognize
 
         request = recognize(req.body, req.context.bot_user_id)
         if request is None:

@@ -13,7 +13,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from .json_file import read_json_object, write_json_atomic
+from slackonos_telemetry.config.jsonfile import read_json_object, write_json_atomic
 
 DEFAULT_TABLE = TinyDB.default_table_name
 FLAT_DOCUMENT_ID = 1

@@ -11,11 +11,11 @@ from pathlib import Path
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from .config_store import ADMIN_CHANNEL_KEY, ConfigReadError, ConfigStore
+from slackonos_telemetry.config.keys import ADMIN_CHANNEL_KEY, DEFAULT_ADMIN_CHANNEL
+from slackonos_telemetry.config.store import ConfigReadError, ConfigStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ADMIN_CHANNEL = "music-admin"
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 # A name not found is looked up again only after this long: a bot in the wrong
 # workspace must not page through conversations.list on every message.

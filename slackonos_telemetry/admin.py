@@ -1,20 +1,91 @@
-"""The telemetry status: every setting, where it came from, and the outbox."""
+"""What an admin can see and change, shared by the CLI and the Slack commands.
+
+The changes (``save_enabled``, ``reset_instance_id``) raise ConfigReadError or
+ConfigWriteError and then have changed nothing; the report (``collect_status``)
+only reads.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config_path import outbox_path_for
-from .config_store import ConfigStore
-from .instance_id import InstanceId, ensure_instance_id, existing_instance_id
-from .outbox import Outbox, OutboxStats
-from .release import resolve_release
-from .settings import Settings, resolve_settings
+from slackonos_telemetry._version import __version__
+from slackonos_telemetry.config.identity import (
+    InstanceId,
+    ensure_instance_id,
+    existing_instance_id,
+    new_instance_id,
+)
+from slackonos_telemetry.config.keys import ENABLED_KEY
+from slackonos_telemetry.config.paths import outbox_path_for
+from slackonos_telemetry.config.settings import Settings, resolve_settings
+from slackonos_telemetry.config.store import ConfigStore
+from slackonos_telemetry.telemetry.outbox import Outbox, OutboxStats
+from slackonos_telemetry.telemetry.release import resolve_release
+
+log = logging.getLogger(__name__)
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class EnabledChange:
+    previous: Any
+    enabled: bool
+    settings: Settings
+    discarded: int
+
+    @property
+    def previous_text(self) -> str:
+        if self.previous is _MISSING:
+            return "(not set)"
+        if isinstance(self.previous, bool):
+            return "true" if self.previous else "false"
+        return repr(self.previous)
+
+
+@dataclass(frozen=True)
+class IdChange:
+    previous: str | None
+    current: str
+    discarded: int
+
+
+def save_enabled(
+    config_path: Path, enabled: bool, environ: Mapping[str, str] | None = None
+) -> EnabledChange:
+    """Save ``telemetryEnabled``; turning it off empties the outbox at once."""
+    before = ConfigStore(config_path).update({ENABLED_KEY: enabled})
+    discarded = 0 if enabled else discard_outbox(config_path)
+    return EnabledChange(
+        previous=before.get(ENABLED_KEY, _MISSING),
+        enabled=enabled,
+        settings=resolve_settings(config_path, environ),
+        discarded=discarded,
+    )
+
+
+def reset_instance_id(config_path: Path) -> IdChange:
+    """A new ID; waiting events carry the old one, so they are discarded with it."""
+    previous, current = new_instance_id(ConfigStore(config_path))
+    return IdChange(previous, current, discard_outbox(config_path))
+
+
+def discard_outbox(config_path: Path) -> int:
+    try:
+        return Outbox(outbox_path_for(config_path)).clear()
+    except OSError as exc:
+        # The opt-out is saved; the sender checks it before every send, so
+        # these events still never leave.
+        log.warning("could not empty the telemetry outbox: %s", exc)
+        return 0
+
 
 _MASK_VISIBLE_HEAD = 8
 _MASK_VISIBLE_TAIL = 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .disclosure import COLLECTED, HOW_TO_DISABLE, NOT_COLLECTED
-from .slack_middleware import TOGGLE_ACTION_ID, TURN_OFF, TURN_ON
-from .status import StatusReport, mask_api_key
+from slackonos_telemetry.admin import StatusReport, mask_api_key
+from slackonos_telemetry.slack.middleware import TOGGLE_ACTION_ID, TURN_OFF, TURN_ON
+from slackonos_telemetry.telemetry.disclosure import COLLECTED, HOW_TO_DISABLE, NOT_COLLECTED
 
 
 @dataclass(frozen=True)

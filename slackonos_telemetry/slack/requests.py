@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .slack_commands import Command, parse_command
-from .slack_middleware import TOGGLE_ACTION_ID, TURN_ON
+from slackonos_telemetry.slack.commands import Command, parse_command
+from slackonos_telemetry.slack.middleware import TOGGLE_ACTION_ID, TURN_ON
 
 _HANDLED_SUBTYPES = (None, "thread_broadcast")
 

@@ -64,7 +64,7 @@ def run(options: RunOptions, config_path: Path, env: Mapping[str, str] | None = 
     mode = choose_mode(options, environ)
     check_environment(mode, environ)
     if mode == CONSOLE:
-        from .console import run_console
+        from slackonos_telemetry.run.console import run_console
 
         return run_console(config_path)
     logging.basicConfig(
@@ -72,7 +72,7 @@ def run(options: RunOptions, config_path: Path, env: Mapping[str, str] | None = 
     )
     stop = _stop_on_signals()
     app = _slack_app(mode, environ)
-    from .host_bot import build_host_app
+    from slackonos_telemetry.run.host_bot import build_host_app
 
     plugins = build_host_app(app, config_path)
     if mode == SOCKET:
@@ -140,7 +140,7 @@ def _close_within(handler: Any, seconds: float) -> None:
 
 
 def _serve_http(app: Any, bind: str, port: int, stop: threading.Event, plugins: list[Any]) -> int:
-    from .http_server import BoltHttpServer
+    from slackonos_telemetry.run.http_server import BoltHttpServer
 
     try:
         server = BoltHttpServer(app, bind, port)

@@ -19,16 +19,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from .config_path import outbox_path_for
-from .config_store import ConfigStore
-from .delivery import Delivery, PassResult, RetryPolicy
-from .events import HEARTBEAT, SHUTDOWN, STARTUP, RuntimeFacts, make_event
-from .instance_id import ensure_instance_id, existing_instance_id
-from .log_once import TELEMETRY_THREAD_PREFIX, OnceLog
-from .outbox import Outbox
-from .release import resolve_release
-from .settings import Settings, resolve_settings
+from slackonos_telemetry._version import __version__
+from slackonos_telemetry.config.identity import ensure_instance_id, existing_instance_id
+from slackonos_telemetry.config.paths import outbox_path_for
+from slackonos_telemetry.config.settings import Settings, resolve_settings
+from slackonos_telemetry.config.store import ConfigStore
+from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy
+from slackonos_telemetry.telemetry.events import (
+    HEARTBEAT,
+    SHUTDOWN,
+    STARTUP,
+    RuntimeFacts,
+    make_event,
+)
+from slackonos_telemetry.telemetry.log_once import TELEMETRY_THREAD_PREFIX, OnceLog
+from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.release import resolve_release
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from slack_bolt import App, Say
 
-from .config_store import ConfigReadError, ConfigStore, ConfigWriteError
-from .plugin_loading import load_plugins
+from slackonos_telemetry.config.store import ConfigReadError, ConfigStore, ConfigWriteError
+from slackonos_telemetry.plugins import load_plugins
 
 log = logging.getLogger(__name__)
 

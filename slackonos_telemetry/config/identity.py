@@ -8,7 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .config_store import INSTANCE_ID_KEY, ConfigReadError, ConfigStore, ConfigWriteError
+from slackonos_telemetry.config.keys import INSTANCE_ID_KEY
+from slackonos_telemetry.config.store import ConfigReadError, ConfigStore, ConfigWriteError
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.table import Document, Table
 
-from .events import is_sendable
-from .json_file import JSONFileError
-from .locking import PathLock, lock_for
-from .storages import AtomicJSONStorage
+from slackonos_telemetry.config.jsonfile import JSONFileError
+from slackonos_telemetry.config.locking import PathLock, lock_for
+from slackonos_telemetry.config.storages import AtomicJSONStorage
+from slackonos_telemetry.telemetry.events import is_sendable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .log_once import quiet_repeated_sdk_logs
+from slackonos_telemetry.telemetry.log_once import quiet_repeated_sdk_logs
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from .actions import reset_instance_id, save_enabled
-from .booleans import BOOLEAN_WORDS_TEXT, parse_bool_word
-from .config_store import ENABLED_KEY, ConfigReadError, ConfigWriteError
-from .events import HEARTBEAT
-from .settings import Settings, resolve_settings
-from .slack_commands import Command, CommandKind
-from .status import collect_status
-from .status_blocks import SlackMessage, status_message
-from .tracker import Tracker
+from slackonos_telemetry.admin import collect_status, reset_instance_id, save_enabled
+from slackonos_telemetry.config.keys import ENABLED_KEY
+from slackonos_telemetry.config.settings import Settings, resolve_settings
+from slackonos_telemetry.config.store import ConfigReadError, ConfigWriteError
+from slackonos_telemetry.config.words import BOOLEAN_WORDS_TEXT, parse_bool_word
+from slackonos_telemetry.slack.blocks import SlackMessage, status_message
+from slackonos_telemetry.slack.commands import Command, CommandKind
+from slackonos_telemetry.telemetry.events import HEARTBEAT
+from slackonos_telemetry.telemetry.tracker import Tracker
 
 USAGE = f"Usage: `setconfig {ENABLED_KEY} <value>`, value one of {BOOLEAN_WORDS_TEXT}"
 HELP = (

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .locking import LockTimeout
-from .log_once import OnceLog
-from .outbox import Outbox
-from .sender import Outcome, PosthogSender, SendResult
-from .settings import Settings
+from slackonos_telemetry.config.locking import LockTimeout
+from slackonos_telemetry.config.settings import Settings
+from slackonos_telemetry.telemetry.log_once import OnceLog
+from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.sender import Outcome, PosthogSender, SendResult
 
 log = logging.getLogger(__name__)
 

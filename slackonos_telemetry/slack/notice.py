@@ -8,10 +8,11 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from .admin_channel import AdminChannel
-from .config_store import NOTICE_SHOWN_KEY, ConfigReadError, ConfigStore, ConfigWriteError
-from .status_blocks import notice_message
-from .tracker import Tracker
+from slackonos_telemetry.config.keys import NOTICE_SHOWN_KEY
+from slackonos_telemetry.config.store import ConfigReadError, ConfigStore, ConfigWriteError
+from slackonos_telemetry.slack.admin_channel import AdminChannel
+from slackonos_telemetry.slack.blocks import notice_message
+from slackonos_telemetry.telemetry.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .admin_channel import AdminChannel, is_channel_id
-from .local_slack import ADMIN_CHANNEL_ID, TEAM_ID, ApiCall, LocalSlack
+from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, TEAM_ID, ApiCall, LocalSlack
+from slackonos_telemetry.slack.admin_channel import AdminChannel, is_channel_id
 
 ADMIN_USER_ID = "U0ADMIN01"
 _SHOWN_METHODS = {
@@ -29,8 +29,8 @@ def run_console(
     from slack_bolt.request import BoltRequest
     from slack_sdk import WebClient
 
-    from .host_bot import build_host_app
-    from .settings import resolve_settings
+    from slackonos_telemetry.config.settings import resolve_settings
+    from slackonos_telemetry.run.host_bot import build_host_app
 
     reader = stdin or sys.stdin
     out = stdout or sys.stdout

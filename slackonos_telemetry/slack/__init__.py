@@ -1,0 +1,1 @@
+"""The Slack layer: the Bolt plugin, its middlewares, the admin commands and their answers."""

@@ -1,0 +1,12 @@
+"""The identifiers the plugin puts into Slack and looks for in what comes back."""
+
+from __future__ import annotations
+
+# The status message's on/off button.
+TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"
+TURN_ON = "on"
+TURN_OFF = "off"
+# Where the router leaves a recognised request for the middlewares after it.
+CONTEXT_KEY = "slackonos_telemetry_request"
+# The first word of every message that can be a telemetry command.
+COMMAND_WORDS = ("telemetry", "setconfig")
