@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from slackonos_telemetry.run.local_slack import LocalSlack  # noqa: E402
-from tests.servers.posthog_capture import (  # noqa: E402
+from tests.support.capture import (  # noqa: E402
     ACCEPT,
     ERROR_500,
     HANG,

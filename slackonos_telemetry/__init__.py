@@ -7,9 +7,11 @@ Slack plugin, TinyDB and the posthog SDK are loaded only when used.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from slackonos_telemetry._version import __version__
+
 __all__ = ["__version__", "load_plugins", "register"]
 
 # A library logs, the host decides where it goes: without this, Python's last-resort
@@ -17,25 +19,24 @@ __all__ = ["__version__", "load_plugins", "register"]
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from slack_bolt import App
-
     from slackonos_telemetry.slack.plugin import TelemetryPlugin
 
 
 def register(
-    app: App,
+    app: Any,
     *,
-    config_path: str | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     app_version: str | None = None,
     release: str | None = None,
 ) -> TelemetryPlugin:
-    """Add telemetry to a Bolt app: commands, status, tracker and shutdown hook."""
+    """Add telemetry to a Bolt ``App`` or ``AsyncApp``: commands, status, tracker and
+    shutdown hook. Never raises; calling it twice on one app adds nothing."""
     from slackonos_telemetry.slack.plugin import register as register_plugin
 
     return register_plugin(app, config_path=config_path, app_version=app_version, release=release)
 
 
-def load_plugins(app: App, **options: Any) -> list[Any]:
+def load_plugins(app: Any, **options: Any) -> list[Any]:
     """Register every plugin of the ``slackonos.plugins`` entry point group."""
     from slackonos_telemetry.plugins import load_plugins as load_all
 

@@ -1,26 +1,31 @@
-"""`slackonos-telemetry`: see and change telemetry from a shell.
+"""`slackonos-telemetry`: see and change telemetry from a shell (SPEC section 7).
 
-Exit codes: 0 done, 1 failed, 2 bad usage or bad input (one line on stderr).
+Exit codes: 0 done, 1 failed, 2 bad usage or bad input, each failure with one
+line on stderr and never a traceback (a read-only file system, a full disk and a
+closed pipe included). Reading commands (status, preview) write nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from slackonos_telemetry.config.keys import CONFIG_ENV_VAR
+from slackonos_telemetry.config.keys import CONFIG_ENV_VAR, ENABLED_KEY
 from slackonos_telemetry.config.paths import resolve_config_path
 from slackonos_telemetry.config.store import ConfigReadError, ConfigWriteError
-from slackonos_telemetry.telemetry.events import EVENT_NAMES
+from slackonos_telemetry.telemetry.events import EVENT_NAMES, EventName
 
 PROG = "slackonos-telemetry"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 DEFAULT_FLUSH_TIMEOUT = 10.0
 
 
@@ -41,28 +46,55 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: run one command; returns its exit code."""
+    started = time.monotonic()
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _build_parser().parse_args(args_list)
+        args.started = started
         command: Callable[[argparse.Namespace], int] = args.handler
-        return command(args)
+        code = command(args)
+        sys.stdout.flush()
+        return code
     except UsageError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE)
     except ConfigReadError as exc:
-        _fail(f"{exc}; nothing was changed")
-        return EXIT_USAGE
-    except (ConfigWriteError, CommandFailed) as exc:
-        _fail(f"{exc}; nothing was changed" if isinstance(exc, ConfigWriteError) else str(exc))
-        return EXIT_FAILED
+        return _fail(f"{exc}; nothing was changed", EXIT_USAGE)
+    except ConfigWriteError as exc:
+        return _fail(f"{exc}; nothing was changed", EXIT_FAILED)
+    except CommandFailed as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except BrokenPipeError:
+        # The reader went away (`status --json | head -c1`): say so once, and keep the
+        # interpreter's own last flush from printing a traceback.
+        _silence_stdout()
+        return _fail("standard output was closed before everything was written", EXIT_FAILED)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_FAILED)
+    except Exception as exc:  # the edge where a person calls us: one line, never a traceback
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
-def _fail(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+def _fail(message: str, code: int) -> int:
+    try:
+        sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -99,7 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=DEFAULT_FLUSH_TIMEOUT,
         metavar="S",
-        help=f"give up after S seconds (default {DEFAULT_FLUSH_TIMEOUT:g})",
+        help=f"give up after S seconds, everything included (default {DEFAULT_FLUSH_TIMEOUT:g})",
     )
     run = command("run", _run, "run the bot with its plugins (console when no Slack tokens)")
     modes = run.add_mutually_exclusive_group()
@@ -125,6 +157,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="Events API over HTTP on PORT, path /slack/events",
     )
     run.add_argument("--bind", metavar="ADDR", help="address for --http (default 127.0.0.1)")
+    run.add_argument(
+        "--posthog",
+        choices=("local", "real"),
+        help="where events go: a local stand-in that prints them (the console's default) "
+        "or the configured PostHog host (the default otherwise)",
+    )
     return parser
 
 
@@ -171,14 +209,20 @@ def _disable(args: argparse.Namespace) -> int:
 
 
 def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
-    from slackonos_telemetry.admin import save_enabled
+    from slackonos_telemetry.admin import bool_text, save_enabled, wire_note
 
     path = _config_path(args)
     change = save_enabled(path, enabled)
-    word = "true" if enabled else "false"
-    print(f"telemetryEnabled: {change.previous_text} -> {word}, saved to {path}")
-    if change.discarded:
-        print(f"Discarded {change.discarded} waiting event(s): they will never be sent.")
+    word = bool_text(enabled)
+    if change.unchanged:
+        print(f"{ENABLED_KEY} is already {word} in {path}: nothing changed")
+    else:
+        print(f"{ENABLED_KEY}: {change.previous_text} -> {word}, saved to {path}")
+    if change.cleared and change.cleared.discarded:
+        print(f"Discarded {change.cleared.discarded} waiting event(s): they will never be sent.")
+    note = wire_note(change.cleared)
+    if note:
+        print(note)
     settings = change.settings
     if settings.enabled != enabled:
         state = "on" if settings.enabled else "off"
@@ -187,60 +231,76 @@ def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
 
 
 def _reset_id(args: argparse.Namespace) -> int:
-    from slackonos_telemetry.admin import reset_instance_id
+    from slackonos_telemetry.admin import reset_instance_id, wire_note
 
     path = _config_path(args)
     change = reset_instance_id(path)
     print(f"Instance ID: {change.previous or '(none)'} -> {change.current}, saved to {path}")
-    if change.discarded:
-        print(f"Discarded {change.discarded} waiting event(s) that carried the old ID.")
+    if change.cleared.discarded:
+        print(f"Discarded {change.cleared.discarded} waiting event(s) that carried the old ID.")
+    note = wire_note(change.cleared)
+    if note:
+        print(note)
     return EXIT_OK
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from slackonos_telemetry.telemetry.tracker import Tracker
+    from slackonos_telemetry.admin import preview_event
 
-    tracker = Tracker(_config_path(args))
-    settings = tracker.settings()
-    print(json.dumps(tracker.preview(args.event), indent=2))
+    preview = preview_event(_config_path(args), EventName(args.event))
+    print(json.dumps(preview.message, indent=2))
+    for name, source in preview.sources.items():
+        sys.stderr.write(f"{name}: {source}\n")
+    settings = preview.settings
     if not settings.enabled:
         sys.stderr.write(f"Telemetry is off ({settings.source}): nothing would be sent.\n")
     return EXIT_OK
 
 
 def _flush(args: argparse.Namespace) -> int:
-    import time
-
+    # The deadline counts from the command's start: reading the files and loading
+    # the SDK are part of it.
+    deadline = args.started + args.timeout
     from slackonos_telemetry.telemetry.tracker import Tracker
 
     tracker = Tracker(_config_path(args))
     settings = tracker.settings()
     waiting = tracker.outbox.stats().pending
     if not settings.enabled:
-        discarded = tracker.outbox.clear()
-        print(f"Telemetry is off ({settings.source}): discarded {discarded} event(s), sent none.")
+        cleared = tracker.outbox.clear()
+        print(
+            f"Telemetry is off ({settings.source}): discarded {cleared.discarded} event(s), "
+            "sent none."
+        )
+        return EXIT_OK
+    if not waiting:
+        print("Nothing is waiting: the outbox is empty.")
         return EXIT_OK
     if settings.debug:
         raise CommandFailed(
             f"TELEMETRY_DEBUG is on, so nothing is sent; {waiting} event(s) still waiting"
         )
-    result = tracker.delivery.drain(time.monotonic() + args.timeout)
+    result = tracker.delivery.drain(deadline)
     left = tracker.outbox.stats().pending
     print(f"Sent {result.delivered} event(s), dropped {result.rejected} refused by PostHog.")
     if left:
-        last = result.last
-        why = last.failure.detail if last and last.failure else (last.stopped_by if last else "")
+        why = result.last.describe() if result.last else "out of time"
         raise CommandFailed(f"{left} event(s) still waiting after {args.timeout:g} s ({why})")
     return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
-    from slackonos_telemetry.run.runner import HTTP, RunError, RunOptions, run
+    from slackonos_telemetry.run.runner import RunError, RunMode, RunOptions, run
 
     if args.bind is not None and args.port is None:
         raise UsageError("--bind goes with --http PORT")
-    mode = HTTP if args.port is not None else args.mode
-    options = RunOptions(mode=mode, port=args.port, bind=args.bind or "127.0.0.1")
+    mode = RunMode.HTTP if args.port is not None else RunMode(args.mode) if args.mode else None
+    options = RunOptions(
+        mode=mode,
+        port=args.port,
+        bind=args.bind or "127.0.0.1",
+        local_posthog=None if args.posthog is None else args.posthog == "local",
+    )
     try:
         return run(options, _config_path(args))
     except RunError as exc:

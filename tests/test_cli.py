@@ -18,7 +18,7 @@ import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
-from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
+from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
 SPEC_STATUS_KEYS = {
     "enabled",
@@ -37,6 +37,9 @@ SPEC_STATUS_KEYS = {
 SPEC_DEFAULT_API_KEY = "phc_dkh7jm9oxMh7lLKr8TRBY0eKQ5Jn708pXk9McRC0qlO"
 SPEC_DEFAULT_HOST = "https://us.i.posthog.com"
 CONSOLE_SCRIPT = Path(sys.executable).parent / "slackonos-telemetry"
+
+
+INSTANCE_ID = "6f1c1f5e-3b7a-4c52-9a43-0d6c2a9e8b11"
 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:
@@ -83,6 +86,7 @@ def test_status_json_reports_every_setting(config_path: Path) -> None:
             "telemetryEnabled": True,
             "telemetryApiKey": api_key,
             "telemetryHost": "https://posthog.example.com",
+            "telemetryInstanceId": INSTANCE_ID,
             "adminChannel": "C0123ABCD",
         },
     )
@@ -97,8 +101,7 @@ def test_status_json_reports_every_setting(config_path: Path) -> None:
     assert report["enabled"] is True
     assert report["source"] == "config"
     assert report["reason"] is None
-    assert report["instance_id"] == read_config(config_path)["telemetryInstanceId"]
-    assert uuid.UUID(report["instance_id"]).version == 4
+    assert report["instance_id"] == INSTANCE_ID
     assert report["host"] == "https://posthog.example.com"
     assert isinstance(report["api_key"], str)
     assert report["api_key"]
@@ -218,19 +221,26 @@ def test_config_path_choice(tmp_path: Path, way: str) -> None:
         args = ["--config", os.path.join("chosen", "config.json"), "status", "--json"]
 
     report = status_json(*args, env=env, cwd=tmp_path)
-
     assert report["config_path"] == str(chosen)
-    assert read_config(chosen)["telemetryInstanceId"] == report["instance_id"]
+    assert not chosen.parent.exists()  # reading never writes
+
+    write_args = ["disable" if arg == "status" else arg for arg in args if arg != "--json"]
+    result = run_cli(*write_args, env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert read_config(chosen)["telemetryEnabled"] is False
     assert not other.parent.exists()
     assert not (tmp_path / "config").exists()
 
 
 def test_default_config_path_is_under_working_directory(tmp_path: Path) -> None:
     report = status_json("status", "--json", cwd=tmp_path)
+    result = run_cli("disable", cwd=tmp_path)
 
     default = tmp_path / "config" / "config.json"
     assert report["config_path"] == str(default)
-    assert read_config(default)["telemetryInstanceId"] == report["instance_id"]
+    assert result.returncode == 0, result.stderr
+    assert read_config(default)["telemetryEnabled"] is False
 
 
 @pytest.mark.parametrize("where", ["before", "after", "env"])

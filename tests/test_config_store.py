@@ -28,7 +28,7 @@ import slackonos_telemetry
 from slackonos_telemetry.config.store import ConfigStore
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
-from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
+from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 
 OWNED_KEYS = {
     "telemetryEnabled",
@@ -389,14 +389,26 @@ class ReadOnlyConfig:
     def run_cli(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        return self.run_python("-m", "slackonos_telemetry", *args, env=env)
+
+    def run_python(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``python ARGS`` as a user who may read the file but not write in its folder."""
         if not self._as_root:
-            return run_cli(*args, env=env, cwd=self.path.parent.parent)
+            return subprocess.run(
+                [sys.executable, *args],
+                env=clean_environ(env),
+                cwd=self.path.parent.parent,
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT_SECONDS,
+                check=False,
+            )
         python = _nobody_python()
         if python is None:
             pytest.skip("no Python interpreter that user nobody may run imports this project")
-        return _run_as_nobody(
-            [python, "-m", "slackonos_telemetry", *args], self.path.parent.parent, env
-        )
+        return _run_as_nobody([python, *args], self.path.parent.parent, env)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from tests.servers.posthog_capture import (
+from tests.support.capture import (
     ACCEPT,
     ERROR_500,
     RATE_LIMITED,
@@ -28,7 +28,7 @@ from tests.servers.posthog_capture import (
     CaptureServer,
     capture_server,
 )
-from tests.tracker_support import (
+from tests.support.trackers import (
     cli,
     host_environ,
     outbox_for,
@@ -41,9 +41,9 @@ from tests.tracker_support import (
     running_tracker,
     uuid_counts,
     uuids_of,
-    wait_until,
     write_config,
 )
+from tests.support.waiting import wait_until
 
 RETRY_AFTER = 1.0
 HEARTBEAT_EVERY_SECOND = {"TELEMETRY_HEARTBEAT_SECONDS": "1"}

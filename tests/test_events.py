@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from tests.servers.posthog_capture import CaptureServer, capture_server
-from tests.tracker_support import (
+from tests.support.capture import CaptureServer, capture_server
+from tests.support.trackers import (
     EVENT_KEYS,
     EVENT_PROPERTIES,
     SDK_PROPERTIES,
@@ -38,9 +38,9 @@ from tests.tracker_support import (
     read_config,
     running_host,
     running_tracker,
-    wait_until,
     word_in,
 )
+from tests.support.waiting import wait_until
 
 HEARTBEAT_TOLERANCE = 0.35  # seconds: how far heartbeat k may sit from startup + k s
 

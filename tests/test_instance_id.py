@@ -1,6 +1,8 @@
-"""SPEC section 4, instance ID: made once on first need, persisted as
-`telemetryInstanceId`, one ID for processes that start together, a new one on
-`reset-id` (with the outbox emptied), and none made while telemetry is off.
+"""SPEC section 4, instance ID: a canonical UUID4 made once on first need (a bot's
+start), persisted as `telemetryInstanceId`, one ID for processes that start
+together, a new one on `reset-id` (with the outbox emptied), none made by
+reading (status, preview) or while telemetry is off, and anything else found in
+the file (a UUID1 with its MAC address, the nil UUID, other spellings) replaced.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
-from tests.conftest import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
+from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, read_only_config
 
 PROCESSES = 8
@@ -47,16 +49,26 @@ def outbox_for(config_path: Path) -> Outbox:
     return Outbox(config_path.with_name("telemetry-outbox.json"))
 
 
-def run_status_at_once(config_path: Path) -> list[dict[str, Any]]:
-    """`status --json` in PROCESSES processes started in a tight loop."""
-    argv = [sys.executable, "-m", "slackonos_telemetry", "--config", str(config_path)]
+# What a bot does on its first need of the ID (its tracker's start), in a process of its own.
+FIRST_NEED = """
+import json, sys
+from pathlib import Path
+from slackonos_telemetry.config.identity import ensure_instance_id
+from slackonos_telemetry.config.store import ConfigStore
+made = ensure_instance_id(ConfigStore(Path(sys.argv[1])))
+print(json.dumps({"instance_id": made.value, "instance_id_persisted": made.persisted}))
+"""
+
+
+def first_need_at_once(config_path: Path, processes: int = PROCESSES) -> list[dict[str, Any]]:
+    """The first need of the ID in ``processes`` processes started in a tight loop."""
     env = clean_environ()
     children: list[subprocess.Popen[str]] = []
     try:
-        for _ in range(PROCESSES):
+        for _ in range(processes):
             children.append(
                 subprocess.Popen(
-                    [*argv, "status", "--json"],
+                    [sys.executable, "-c", FIRST_NEED, str(config_path)],
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -83,7 +95,7 @@ def test_processes_starting_together_share_one_id(config_path: Path, start: str)
         config_path.parent.mkdir(parents=True)
         config_path.write_text(json.dumps(FOREIGN), encoding="utf-8")
 
-    reports = run_status_at_once(config_path)
+    reports = first_need_at_once(config_path)
 
     ids = {report["instance_id"] for report in reports}
     assert len(ids) == 1, f"{len(ids)} different IDs from {PROCESSES} processes: {ids}"
@@ -96,11 +108,11 @@ def test_processes_starting_together_share_one_id(config_path: Path, start: str)
 
 
 def test_id_persists_across_runs(config_path: Path) -> None:
-    first = status_json(config_path)
+    (first,) = first_need_at_once(config_path, 1)
     assert_uuid4(first["instance_id"])
     assert first["instance_id_persisted"] is True
 
-    second = status_json(config_path)
+    (second,) = first_need_at_once(config_path, 1)
     after_toggle = run_cli("--config", str(config_path), "disable")
     assert after_toggle.returncode == 0, after_toggle.stderr
     while_disabled = status_json(config_path)
@@ -111,7 +123,8 @@ def test_id_persists_across_runs(config_path: Path) -> None:
 
 
 def test_reset_id_changes_persists_and_empties_the_outbox(config_path: Path) -> None:
-    old_id = status_json(config_path)["instance_id"]
+    (made,) = first_need_at_once(config_path, 1)
+    old_id = made["instance_id"]
     outbox = outbox_for(config_path)
     for name in ("startup", "heartbeat", "shutdown"):
         outbox.add(make_event(name, old_id, RuntimeFacts("1.0", "test")))
@@ -150,21 +163,58 @@ def test_id_that_cannot_be_saved_is_used_for_this_process() -> None:
     content = json.dumps({"adminChannel": "C0123ABCD"}) + "\n"
     with read_only_config(content) as config:
         original = config.path.read_bytes()
-
-        result = config.run_cli("--config", str(config.path), "status", "--json")
-        text = config.run_cli("--config", str(config.path), "status")
-
+        result = config.run_python("-c", FIRST_NEED_IN_PROCESS, str(config.path))
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
-        assert report["enabled"] is True
-        assert_uuid4(report["instance_id"])
-        assert report["instance_id_persisted"] is False
+        assert_uuid4(report["made"])
+        assert report["persisted"] is False
+        # The same process's status shows it, and says it is for this process only.
+        assert report["status_id"] == report["made"]
+        assert "this process" in report["status_line"], report["status_line"]
         assert config.path.read_bytes() == original
-        # The text status says the ID is not the saved one.
-        assert text.returncode == 0, text.stderr
-        id_lines = [line for line in text.stdout.splitlines() if line.startswith("Instance ID")]
-        assert len(id_lines) == 1, text.stdout
-        assert "not saved" in id_lines[0] or "this process" in id_lines[0], id_lines[0]
+
+
+FIRST_NEED_IN_PROCESS = """
+import json, sys
+from pathlib import Path
+from slackonos_telemetry.admin import collect_status
+from slackonos_telemetry.config.identity import ensure_instance_id
+from slackonos_telemetry.config.store import ConfigStore
+path = Path(sys.argv[1])
+made = ensure_instance_id(ConfigStore(path))
+report = collect_status(path)
+line = next(l for l in report.text_lines() if l.startswith("Instance ID"))
+print(json.dumps({"made": made.value, "persisted": made.persisted,
+                  "status_id": report.instance_id, "status_line": line}))
+"""
+
+
+NOT_CANONICAL = {
+    "uuid1-with-mac": str(uuid.uuid1()),
+    "nil": "00000000-0000-0000-0000-000000000000",
+    "urn": "urn:uuid:" + str(uuid.uuid4()),
+    "braced": "{" + str(uuid.uuid4()) + "}",
+    "upper-case": str(uuid.uuid4()).upper(),
+    "no-hyphens": uuid.uuid4().hex,
+    "not-a-string": 12345,
+}
+
+
+@pytest.mark.parametrize("found", sorted(NOT_CANONICAL))
+def test_an_id_that_is_not_a_canonical_uuid4_is_replaced_and_never_shown(
+    config_path: Path, found: str
+) -> None:
+    bad = NOT_CANONICAL[found]
+    config_path.parent.mkdir(parents=True)
+    config_path.write_text(json.dumps({"telemetryInstanceId": bad, **FOREIGN}), encoding="utf-8")
+
+    assert status_json(config_path)["instance_id"] is None  # never shown as the ID
+    (made,) = first_need_at_once(config_path, 1)
+
+    assert_uuid4(made["instance_id"])
+    assert made["instance_id"] != bad
+    assert file_data(config_path)["telemetryInstanceId"] == made["instance_id"]
+    assert_foreign_keys_kept(config_path)
 
 
 DISABLED_WAYS = {

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from slackonos_telemetry.config.store import ConfigStore
-from tests.conftest import clean_environ
+from tests.support.environment import clean_environ
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, leftovers
 
 KILLS = 120

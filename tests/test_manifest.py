@@ -23,11 +23,12 @@ from slackonos_telemetry.run.local_slack import (
     BOT_USER_ID,
     GENERAL_CHANNEL_ID,
     ApiCall,
-    LocalSlack,
 )
 from slackonos_telemetry.slack.plugin import TelemetryPlugin
 from slackonos_telemetry.slack.scopes import EVENT_SCOPES, INTERACTIVITY, METHOD_SCOPES
-from tests.run_support import (
+from tests.support.bots import click_payload
+from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.processes import (
     ADMIN_USER,
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -37,8 +38,7 @@ from tests.run_support import (
     read_json,
     write_json,
 )
-from tests.servers.posthog_capture import ACCEPT, CaptureServer
-from tests.slack_harness import click_payload
+from tests.support.slack_api import SlackStandIn
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yaml"
 PRIVATE_CHANNEL_ID = "G0PRIVATE1"
@@ -110,7 +110,7 @@ def test_manifest_turns_on_socket_mode_interactivity_and_a_bot_user(
 class RealApp:
     app: App
     plugin: TelemetryPlugin
-    slack: LocalSlack
+    slack: SlackStandIn
     config_path: Path
 
     def dispatch(self, body: dict[str, Any]) -> list[ApiCall]:
@@ -133,7 +133,7 @@ def real_app(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Rea
         GENERAL_CHANNEL_ID: "general",
         PRIVATE_CHANNEL_ID: "private-room",
     }
-    with LocalSlack(channels) as slack, CaptureServer(ACCEPT) as capture:
+    with SlackStandIn(channels) as slack, CaptureServer(ACCEPT) as capture:
         monkeypatch.setenv("TELEMETRY_HOST", capture.url)
         monkeypatch.setenv("TELEMETRY_SHUTDOWN_TIMEOUT", "0.5")
         client = WebClient(token=BOT_TOKEN, base_url=slack.url)
@@ -238,7 +238,7 @@ def test_the_run_host_with_its_plugins_needs_nothing_more(
     from slackonos_telemetry.run.host_bot import build_host_app
 
     write_json(config_path, {"telemetryNoticeShown": True})
-    with LocalSlack() as slack, CaptureServer(ACCEPT) as capture:
+    with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         monkeypatch.setenv("TELEMETRY_HOST", capture.url)
         client = WebClient(token=BOT_TOKEN, base_url=slack.url)
         app = App(client=client, process_before_response=True, signing_secret=SIGNING_SECRET)

@@ -15,8 +15,8 @@ from tinydb import TinyDB
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import EVENTS_TABLE
-from tests.servers.posthog_capture import ACCEPT, REFUSE, CaptureServer, capture_server
-from tests.tracker_support import (
+from tests.support.capture import ACCEPT, REFUSE, CaptureServer, capture_server
+from tests.support.trackers import (
     outbox_for,
     outbox_path,
     pending,
@@ -25,8 +25,8 @@ from tests.tracker_support import (
     status_json,
     uuid_counts,
     uuids_of,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 CAPACITY = 1000  # SPEC section 4
 INSTANCE = "22222222-2222-4222-8222-222222222222"
@@ -120,9 +120,7 @@ def test_a_damaged_outbox_is_set_aside_and_a_fresh_one_used(
     set_aside = [
         path
         for path in config_path.parent.iterdir()
-        if path.name.startswith("telemetry-outbox.json.")
-        and not path.name.endswith(".lock")
-        and not path.name.endswith(".send")
+        if path.name.startswith("telemetry-outbox.json.corrupt-")
     ]
     assert [path.read_text(encoding="utf-8") for path in set_aside] == [content]
     assert json.loads(outbox_path(config_path).read_text(encoding="utf-8"))  # fresh, valid

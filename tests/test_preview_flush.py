@@ -13,33 +13,32 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from tests.conftest import run_cli
-from tests.servers.posthog_capture import (
+from tests.support.capture import (
     HANG,
     REFUSE,
     CaptureServer,
     capture_server,
 )
-from tests.tracker_support import (
+from tests.support.environment import run_cli
+from tests.support.trackers import (
     EVENT_KEYS,
     EVENT_PROPERTIES,
+    SDK_PROPERTIES,
     assert_uuid4,
     host_environ,
     outbox_for,
     own_properties,
     parse_utc,
     pending,
-    read_config,
     running_tracker,
     uuid_counts,
     uuids_of,
     write_config,
 )
+from tests.support.waiting import within
 
 RELEASE = "v-preview-test"
 INSTANCE = "33333333-3333-4333-8333-333333333333"
-# Interpreter start and the SDK import, on top of S: what "about S seconds" allows.
-FLUSH_OVERHEAD = 2.5
 
 
 @pytest.fixture
@@ -67,19 +66,25 @@ def _one_line(text: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["startup", "heartbeat", "shutdown"])
-def test_preview_prints_the_event_as_handed_to_the_sdk(config_path: Path, name: str) -> None:
+def test_preview_prints_the_event_as_it_goes_on_the_wire(config_path: Path, name: str) -> None:
+    write_config(config_path, {"telemetryInstanceId": INSTANCE})
+    before = sorted(path.name for path in config_path.parent.iterdir())
     event = _preview(config_path, name)
-    instance_id = read_config(config_path)["telemetryInstanceId"]
+    instance_id = INSTANCE
     assert set(event) == EVENT_KEYS
     assert event["event"] == name
     assert event["distinct_id"] == instance_id
-    assert set(event["properties"]) == EVENT_PROPERTIES[name]
+    assert set(own_properties(event)) == EVENT_PROPERTIES[name]
+    # The SDK's own properties, computed by the installed SDK, are part of it.
+    assert {"$lib", "$lib_version", "$geoip_disable"} <= set(event["properties"])
+    assert set(event["properties"]) - EVENT_PROPERTIES[name] <= SDK_PROPERTIES
     assert event["properties"]["instance_id"] == instance_id
     assert event["properties"]["release"] == RELEASE
     assert event["properties"]["$process_person_profile"] is False
     assert_uuid4(event["uuid"])
     parse_utc(event["timestamp"])
     assert pending(config_path) == []  # a preview sends and stores nothing
+    assert sorted(path.name for path in config_path.parent.iterdir()) == before
 
 
 def test_preview_defaults_to_the_heartbeat(config_path: Path) -> None:
@@ -87,6 +92,7 @@ def test_preview_defaults_to_the_heartbeat(config_path: Path) -> None:
 
 
 def test_preview_matches_what_the_server_receives(server: CaptureServer, config_path: Path) -> None:
+    write_config(config_path, {"telemetryInstanceId": INSTANCE})
     previews = {name: _preview(config_path, name) for name in EVENT_PROPERTIES}
     env = {"TELEMETRY_HEARTBEAT_SECONDS": "1", "SLACKONOS_RELEASE": RELEASE}
     with running_tracker(config_path, server.url, env=env) as tracker:
@@ -97,7 +103,7 @@ def test_preview_matches_what_the_server_receives(server: CaptureServer, config_
         assert set(preview) == set(received), name
         assert preview["event"] == received["event"]
         assert preview["distinct_id"] == received["distinct_id"]
-        assert preview["properties"] == own_properties(received), name
+        assert preview["properties"] == received["properties"], name
 
 
 def test_preview_of_an_unknown_event_is_bad_usage(config_path: Path) -> None:
@@ -151,7 +157,7 @@ def test_flush_gives_up_after_its_timeout_and_keeps_the_outbox(
     )
     took = time.monotonic() - started
     assert result.returncode == 1, (result.stdout, result.stderr)
-    assert took <= timeout + FLUSH_OVERHEAD, f"flush took {took:.2f} s"
+    assert took <= within(timeout), f"flush took {took:.2f} s"
     assert uuids_of(pending(config_path)) == uuids_of(waiting)
     assert server.events == []
     line = _one_line(result.stderr)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from slackonos_telemetry.run.local_slack import LocalSlack
-from tests.run_support import (
+from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.processes import (
     APP_TOKEN,
     BOT_TOKEN,
     PROG_ERROR,
@@ -20,7 +20,7 @@ from tests.run_support import (
     free_port,
     run_bot,
 )
-from tests.servers.posthog_capture import ACCEPT, CaptureServer
+from tests.support.slack_api import SlackStandIn
 
 USAGE_CASES = [
     pytest.param(["--socket"], {}, ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"), id="socket-no-tokens"),
@@ -105,7 +105,7 @@ def test_run_with_both_tokens_tries_socket_mode_and_fails_clearly_without_it(
     config_path: Path,
 ) -> None:
     """The stand-in answers apps.connections.open with socket_mode_not_enabled."""
-    with LocalSlack() as slack, CaptureServer(ACCEPT) as capture:
+    with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         env = _bot_env(slack.url, capture, SLACK_APP_TOKEN=APP_TOKEN)
         result = run_bot("--config", str(config_path), "run", env=env)
         opened = slack.calls("apps.connections.open")
@@ -118,7 +118,7 @@ def test_run_with_both_tokens_tries_socket_mode_and_fails_clearly_without_it(
 
 def test_http_port_in_use_fails_clearly(config_path: Path) -> None:
     with (
-        LocalSlack() as slack,
+        SlackStandIn() as slack,
         CaptureServer(ACCEPT) as capture,
         socket.socket() as taken,
     ):
@@ -135,7 +135,7 @@ def test_http_port_in_use_fails_clearly(config_path: Path) -> None:
 
 @pytest.mark.parametrize("problem", ["invalid token", "Slack unreachable"])
 def test_http_bot_that_cannot_sign_in_fails_clearly(config_path: Path, problem: str) -> None:
-    with LocalSlack() as slack, CaptureServer(ACCEPT) as capture:
+    with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         if problem == "invalid token":
             slack.fail("auth.test", "invalid_auth")
             url = slack.url

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.config.settings import resolve_settings
-from tests.conftest import run_cli
+from tests.support.environment import run_cli
 
 # The defaults are spelled out from the spec, not imported from the code under test.
 SPEC_DEFAULT_API_KEY = "phc_dkh7jm9oxMh7lLKr8TRBY0eKQ5Jn708pXk9McRC0qlO"

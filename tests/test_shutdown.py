@@ -2,30 +2,33 @@
 made and delivery tried until TELEMETRY_SHUTDOWN_TIMEOUT, never longer; the host's
 own handlers keep running and decide how the process ends.
 
-Each test runs tests/hosts/tracker_host.py as a real process and sends it real
+Each test runs tests/support/tracker_host.py as a real process and sends it real
 signals; the capture server on loopback is the PostHog it talks to.
 """
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers.posthog_capture import (
+from tests.support.capture import (
     ACCEPT,
     HANG,
     REFUSE,
     CaptureServer,
     capture_server,
 )
-from tests.tracker_support import Host, host_environ, pending, running_host, wait_until
+from tests.support.environment import clean_environ
+from tests.support.trackers import Host, host_environ, pending, running_host
+from tests.support.waiting import wait_until, within
 
 SHUTDOWN_TIMEOUT = 1.0
-SLACK = 0.5  # the most a shutdown may overrun TELEMETRY_SHUTDOWN_TIMEOUT
 GENEROUS_TIMEOUT = "10"  # when the server accepts: delivery, not the deadline, ends it
 
 
@@ -102,7 +105,7 @@ def test_shutdown_never_takes_longer_than_its_timeout(
         code = host.wait_exit(SHUTDOWN_TIMEOUT + 15)
         took = time.monotonic() - started
     assert code == exit_code, (host.stdout, host.stderr)
-    assert took <= SHUTDOWN_TIMEOUT + SLACK, f"shutdown took {took:.2f} s"
+    assert took <= within(SHUTDOWN_TIMEOUT), f"shutdown took {took:.2f} s"
     assert server.events == []
     events = {event["event"] for event in pending(config_path)}
     assert "shutdown" in events  # kept for the next start
@@ -147,7 +150,57 @@ def test_sigint_with_pythons_default_handler_still_raises_keyboard_interrupt(
         assert host.wait_exit(15) == 130, (host.stdout, host.stderr)
     interrupted = host.messages("keyboard-interrupt")
     assert len(interrupted) == 1, host.stdout
-    assert _shutdown_received_at(server) <= interrupted[0]["monotonic"]
+    # The host handled its KeyboardInterrupt first; the exit hook then sent the event.
+    assert _shutdown_received_at(server) >= interrupted[0]["monotonic"]
+    assert len(server.events_named("shutdown")) == 1
+
+
+CTRL_C_HOST = """
+import sys, time
+from pathlib import Path
+from slackonos_telemetry.telemetry import shutdown
+from slackonos_telemetry.telemetry.quiet import QuietGate
+from slackonos_telemetry.telemetry.tracker import Tracker
+
+tracker = Tracker(Path(sys.argv[1]), quiet=QuietGate(after_seconds=0.0))
+tracker.start()
+shutdown.participate(tracker)
+shutdown.install()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_ctrl_c_traceback_shows_the_host_as_without_the_plugin(
+    server: CaptureServer, config_path: Path
+) -> None:
+    env = clean_environ(_accepting_env(server))
+    with subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_HOST, str(config_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            _started_at(server)
+            child.send_signal(signal.SIGINT)
+            _, stderr = child.communicate(timeout=15)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert child.returncode == -signal.SIGINT, stderr
+    traceback_lines = [line for line in stderr.splitlines() if line.startswith("  File ")]
+    assert traceback_lines, stderr
+    assert all("slackonos_telemetry" not in line for line in traceback_lines), stderr
+    assert traceback_lines[-1].startswith('  File "<string>"'), stderr  # the host's own frame
+    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+    assert len(server.events_named("shutdown")) == 1, server.events
+
+
+def _started_at(server: CaptureServer) -> None:
+    assert server.wait_for_events(1, name="startup", timeout=15), server.requests
 
 
 def test_a_host_that_ignores_sigterm_keeps_ignoring_it(

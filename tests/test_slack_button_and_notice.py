@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slack_harness import (
+from tests.support.bots import (
     ADMIN,
     DISABLE_WAYS,
     GENERAL,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.posthog_capture import ACCEPT, REFUSE
-from tests.slack_harness import (
+from tests.support.bots import (
     ADMIN,
     API_KEY,
     BOOLEAN_WORDS,
@@ -26,9 +25,10 @@ from tests.slack_harness import (
     outbox_events,
     outbox_path,
     toggle_button,
-    wait_until,
 )
-from tests.tracker_support import COMMON_PROPERTIES
+from tests.support.capture import ACCEPT, REFUSE
+from tests.support.trackers import COMMON_PROPERTIES, SDK_PROPERTIES
+from tests.support.waiting import wait_until
 
 SPEC_PROPERTIES = COMMON_PROPERTIES
 HOST_KEYS = {"gongLimit": 3, "defaultRoom": "Kitchen"}
@@ -243,7 +243,11 @@ def test_preview_answers_the_exact_heartbeat_json(bed: Testbed) -> None:
     assert stamp.utcoffset() == timedelta(0), "timestamps are UTC"
     assert abs(datetime.now(timezone.utc) - stamp) < timedelta(minutes=5)
     properties = event["properties"]
-    assert set(properties) == SPEC_PROPERTIES | {"uptime_hours", "uptime_days"}
+    own = {key for key in properties if key not in SDK_PROPERTIES}
+    assert own == SPEC_PROPERTIES | {"uptime_hours", "uptime_days"}
+    # The SDK's own properties, as the installed SDK computes them, are shown too.
+    assert {"$lib", "$lib_version", "$geoip_disable", "$is_server"} <= set(properties)
+    assert properties["$geoip_disable"] is True
     assert properties["instance_id"] == INSTANCE_ID
     assert properties["app_version"] == "9.8.7"
     assert properties["release"] == "r-test-7"
@@ -265,12 +269,7 @@ def test_preview_matches_the_heartbeat_that_is_really_sent(
 
     sent = bed.capture.events_named("heartbeat")[0]
     assert sent["distinct_id"] == preview["distinct_id"]
-    ours = {
-        key: value
-        for key, value in sent["properties"].items()
-        if not key.startswith("$") or key == "$process_person_profile"
-    }
-    assert ours == preview["properties"]
+    assert sent["properties"] == preview["properties"]  # the SDK's own ones included
 
 
 # -- telemetry reset-id ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slack_harness import INSTANCE_ID, Testbed, base_config, open_testbed, write_config
+from tests.support.bots import INSTANCE_ID, Testbed, base_config, open_testbed, write_config
 
 BROKEN_JSON = '{\n  "gongLimit": 3,\n  "telemetryEnabled": tru\n}\n'
 WRITE_ERRORS = tuple(os.strerror(code) for code in (errno.EPERM, errno.EACCES, errno.EROFS))

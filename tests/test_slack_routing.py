@@ -15,7 +15,7 @@ from slack_bolt import App, Say
 
 from slackonos_telemetry import load_plugins, register
 from slackonos_telemetry.slack.plugin import TelemetryPlugin
-from tests.slack_harness import (
+from tests.support.bots import (
     ADMIN,
     ADMIN_USER,
     BOT,

@@ -1,4 +1,8 @@
-"""The anonymous instance ID: made once, on first need, and kept in the config file."""
+"""The anonymous instance ID: a canonical UUID4, made once, on first need, kept in the config.
+
+Anything else found in the file (a UUID1, which embeds a MAC address, the nil
+UUID, ``urn:uuid:`` or braced forms, upper case) is never used: it is replaced.
+"""
 
 from __future__ import annotations
 
@@ -24,27 +28,29 @@ class InstanceId:
     problem: str | None = None
 
 
-def is_instance_id(value: Any) -> bool:
-    if not isinstance(value, str):
+def is_canonical_uuid4(value: Any) -> bool:
+    """A UUID4 in its canonical form: 36 lower-case characters with hyphens."""
+    if not isinstance(value, str) or len(value) != 36:
         return False
     try:
-        uuid.UUID(value)
+        parsed = uuid.UUID(value)
     except ValueError:
         return False
-    return True
+    return parsed.version == 4 and str(parsed) == value
 
 
 def existing_instance_id(store: ConfigStore) -> str | None:
-    """The persisted ID, without making one (None when there is none or the file is bad)."""
+    """The persisted ID, without making one (None when there is none, it is not a
+    canonical UUID4, or the file cannot be read)."""
     try:
         value = store.read().get(INSTANCE_ID_KEY)
     except ConfigReadError:
         return None
-    return value if is_instance_id(value) else None
+    return value if is_canonical_uuid4(value) else None
 
 
 def ensure_instance_id(store: ConfigStore) -> InstanceId:
-    """The persisted ID, made now if missing. Never raises.
+    """The persisted ID, made now if missing or unusable. Never raises.
 
     The check and the write happen under the config lock, so processes starting
     together on a fresh config all end with the one ID the first of them wrote.
@@ -54,10 +60,10 @@ def ensure_instance_id(store: ConfigStore) -> InstanceId:
         return InstanceId(found, persisted=True)
 
     def fill_in(current: dict[str, Any]) -> dict[str, Any] | None:
-        if is_instance_id(current.get(INSTANCE_ID_KEY)):
+        if is_canonical_uuid4(current.get(INSTANCE_ID_KEY)):
             return None
         if INSTANCE_ID_KEY in current:
-            log.warning("replacing %s %r: not a UUID", INSTANCE_ID_KEY, current[INSTANCE_ID_KEY])
+            log.warning("replacing %s: not a canonical UUID4", INSTANCE_ID_KEY)
         return {INSTANCE_ID_KEY: str(uuid.uuid4())}
 
     try:
@@ -66,6 +72,16 @@ def ensure_instance_id(store: ConfigStore) -> InstanceId:
         problem = f"instance ID not saved, used for this process only: {exc}"
         return InstanceId(_process_only_id(store), persisted=False, problem=problem)
     return InstanceId(str(after[INSTANCE_ID_KEY]), persisted=True)
+
+
+def current_instance_id(store: ConfigStore) -> str | None:
+    """The ID events are made with now: the persisted one, else this process's own
+    (when the file could not take one), else None."""
+    found = existing_instance_id(store)
+    if found:
+        return found
+    with _process_only_guard:
+        return _process_only_ids.get(str(store.path))
 
 
 def new_instance_id(store: ConfigStore) -> tuple[str | None, str]:

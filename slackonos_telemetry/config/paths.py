@@ -26,4 +26,6 @@ def resolve_config_path(
 
 
 def outbox_path_for(config_path: Path) -> Path:
-    return config_path.with_name(OUTBOX_FILE_NAME)
+    """The outbox beside the config file, beside its target when it is a symlink: one
+    real config file is one instance, whichever path a process names it by."""
+    return Path(os.path.realpath(config_path)).with_name(OUTBOX_FILE_NAME)

@@ -3,11 +3,13 @@
 The host bot owns the file; the plugin owns a few keys in it. Every write is a
 read-modify-write under the file's lock, so concurrent writers (threads, the
 CLI, a second bot) never lose each other's keys, and a file that cannot be
-parsed is reported, never written over.
+parsed is reported, never written over (an empty one excepted: it holds nothing
+to lose, and a write may give it content again).
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
-from slackonos_telemetry.config.jsonfile import JSONFileError, read_json_object
-from slackonos_telemetry.config.locking import lock_for
-from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage
+from slackonos_telemetry.config.jsonfile import JSONFileError
+from slackonos_telemetry.config.keys import OWNED_KEYS
+from slackonos_telemetry.config.locking import LockTimeout, lock_for
+from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage, cached_object
 
 ConfigReadError = JSONFileError
 
@@ -35,15 +38,16 @@ Decide = Callable[[dict[str, Any]], Mapping[str, Any] | None]
 
 
 class ConfigStore:
-    """One config file: fresh reads, and writes that keep every key they do not set."""
+    """One config file: reads parsed once per change, and writes that keep every key
+    they do not set."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = lock_for(path)
 
-    def read(self) -> dict[str, Any]:
-        """The file's object as it is now ({} when missing). Raises ConfigReadError."""
-        return read_json_object(self.path) or {}
+    def read(self) -> Mapping[str, Any]:
+        """The file's object as it is now ({} when missing). Shared with other readers:
+        never change it. Raises ConfigReadError (an empty file included)."""
+        return cached_object(self.path, OWNED_KEYS) or {}
 
     def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Set ``changes``; returns the object as it was before."""
@@ -53,13 +57,13 @@ class ConfigStore:
     def modify(self, decide: Decide) -> tuple[dict[str, Any], dict[str, Any]]:
         """Under the lock, show ``decide`` the current object and write what it returns.
 
-        ``decide`` returning None writes nothing. Returns (before, after).
+        ``decide`` returning None (or nothing) writes nothing. Returns (before, after).
         Raises ConfigReadError for a file that cannot be parsed (left untouched)
         and ConfigWriteError when the new file cannot be written.
         """
         try:
-            with self._lock.hold():
-                database = TinyDB(self.path, storage=FlatObjectStorage)
+            with lock_for(self.path).hold():
+                database = TinyDB(self.path, storage=FlatObjectStorage, unique_keys=OWNED_KEYS)
                 table = database.table(TinyDB.default_table_name)
                 current = table.get(doc_id=FLAT_DOCUMENT_ID)
                 before = dict(current) if isinstance(current, dict) else {}
@@ -70,5 +74,17 @@ class ConfigStore:
                 return before, {**before, **changes}
         except JSONFileError:
             raise
+        except LockTimeout:
+            raise ConfigWriteError(
+                self.path, "another process holds its lock file; try again"
+            ) from None
         except OSError as exc:
-            raise ConfigWriteError(self.path, exc.strerror or str(exc)) from None
+            raise ConfigWriteError(self.path, _reason(exc)) from None
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return exc.strerror or str(exc)

@@ -1,20 +1,33 @@
-"""The local console: the real Bolt app and the real plugin, with Slack replaced by a
-stand-in on 127.0.0.1 whose messages print here. Each line typed is a message from
-an admin in the admin channel."""
+"""The local console: the real Bolt app and the real plugin, with Slack and PostHog replaced by
+stand-ins on 127.0.0.1 whose traffic prints here. Each line typed is a message from an
+admin in the admin channel. A demo is never counted: events go to the local PostHog
+stand-in unless ``--posthog real`` is given.
+
+EOF, Ctrl-C and SIGTERM all end it the same way: the "Shutting down" line, the
+shutdown event (within TELEMETRY_SHUTDOWN_TIMEOUT), exit code 0.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
+from slackonos_telemetry.config.keys import TELEMETRY_HOST
+from slackonos_telemetry.run import signals
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, TEAM_ID, ApiCall, LocalSlack
 from slackonos_telemetry.slack.admin_channel import AdminChannel, is_channel_id
 
 ADMIN_USER_ID = "U0ADMIN01"
+PROMPT = "you> "
 _SHOWN_METHODS = {
     "chat.postMessage": "bot",
     "chat.postEphemeral": "bot (to you only)",
@@ -22,8 +35,57 @@ _SHOWN_METHODS = {
 }
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT: end the console as EOF does."""
+
+
+class ConsoleOutput:
+    """Writes that never land after a bare prompt: output that comes while the prompt
+    waits for a line (the first-run notice, an event) moves to its own line, and the
+    prompt is shown again after it."""
+
+    def __init__(self, out: TextIO, interactive: bool) -> None:
+        self._out = out
+        self._interactive = interactive
+        self._prompting = False
+        self._guard = threading.Lock()
+
+    def show(self, text: str) -> None:
+        with self._guard:
+            if self._prompting:
+                self._out.write("\n")
+            self._out.write(text.rstrip("\n") + "\n")
+            if self._prompting:
+                self._out.write(PROMPT)
+            self._out.flush()
+
+    def prompt(self) -> None:
+        if not self._interactive:
+            return
+        with self._guard:
+            self._out.write(PROMPT)
+            self._out.flush()
+            self._prompting = True
+
+    def line_read(self) -> None:
+        with self._guard:
+            self._prompting = False
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM while the prompt waits: end its line."""
+        with self._guard:
+            if self._prompting:
+                self._out.write("\n")
+                self._out.flush()
+            self._prompting = False
+
+
 def run_console(
-    config_path: Path, stdin: TextIO | None = None, stdout: TextIO | None = None
+    config_path: Path,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    *,
+    local_posthog: bool = True,
 ) -> int:
     from slack_bolt import App
     from slack_bolt.request import BoltRequest
@@ -31,44 +93,67 @@ def run_console(
 
     from slackonos_telemetry.config.settings import resolve_settings
     from slackonos_telemetry.run.host_bot import build_host_app
+    from slackonos_telemetry.run.local_posthog import LocalPostHog
+    from slackonos_telemetry.telemetry import shutdown
 
     reader = stdin or sys.stdin
-    out = stdout or sys.stdout
+    output = ConsoleOutput(stdout or sys.stdout, interactive=reader.isatty())
     admin_id, admin_name = _admin_channel(config_path)
 
-    def show(call: ApiCall) -> None:
+    def show_call(call: ApiCall) -> None:
         who = _SHOWN_METHODS.get(call.method)
-        if who is None:
-            return
-        text = str(call.params.get("text") or "").replace("\n", "\n    ")
-        out.write(f"{who}> {text}\n")
-        out.flush()
+        if who is not None:
+            text = str(call.params.get("text") or "").replace("\n", "\n    ")
+            output.show(f"{who}> {text}")
 
-    slack = LocalSlack({admin_id: admin_name}, on_call=show)
+    def show_event(event: dict[str, Any]) -> None:
+        name = event.get("event")
+        output.show(f"→ PostHog (local): {name} {json.dumps(event, separators=(',', ':'))}")
+
+    posthog = LocalPostHog(show_event) if local_posthog else None
+    if posthog is not None:
+        # This process is the console: its telemetry goes to the stand-in.
+        os.environ[TELEMETRY_HOST] = posthog.url
+    slack = LocalSlack({admin_id: admin_name}, on_call=show_call)
     try:
         client = WebClient(token="xoxb-local-console", base_url=slack.url)
         # process_before_response: each answer is printed before the next prompt.
         app = App(client=client, signing_secret="local-console", process_before_response=True)
-        plugins = build_host_app(app, config_path, chatty=True)
-        settings = resolve_settings(config_path)
-        _banner(out, config_path, settings.enabled, settings.source, settings.host, admin_name)
+        build_host_app(app, config_path, chatty=True)
+        _banner(output, config_path, resolve_settings(config_path), admin_name, posthog)
+        _stop_on_signals()
         counter = itertools.count(1)
         try:
-            for line in _lines(reader, out):
+            for line in _lines(reader, output):
                 if line.strip():
                     body = _message_event(line, admin_id, next(counter))
                     app.dispatch(BoltRequest(body=json.dumps(body), mode="socket_mode"))
-        except KeyboardInterrupt:
-            out.write("\n")
-        out.write("Shutting down: the shutdown event gets at most TELEMETRY_SHUTDOWN_TIMEOUT.\n")
-        out.flush()
-        for plugin in plugins:
-            shutdown = getattr(plugin, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
+        except (KeyboardInterrupt, _Stop):
+            output.interrupted()
+        _ignore_signals()
+        output.show("Shutting down: the shutdown event gets at most TELEMETRY_SHUTDOWN_TIMEOUT.")
+        shutdown.run("explicit")
     finally:
         slack.close()
+        if posthog is not None:
+            posthog.close()
     return 0
+
+
+def _stop_on_signals() -> None:
+    """Installed after the plugins: here the console is the host, and decides."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+
+
+def _ignore_signals() -> None:
+    # A second Ctrl-C while the shutdown event goes out must not cut it short.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _admin_channel(config_path: Path) -> tuple[str, str]:
@@ -79,30 +164,62 @@ def _admin_channel(config_path: Path) -> tuple[str, str]:
 
 
 def _banner(
-    out: TextIO, config_path: Path, enabled: bool, source: str, host: str, admin: str
+    output: ConsoleOutput, config_path: Path, settings: Any, admin: str, posthog: Any
 ) -> None:
-    state = "on" if enabled else "off"
-    where = f", sent to {host}; unsent events wait in the outbox" if enabled else ""
-    out.write(
-        "SlackONOS telemetry console: the real Bolt app and plugin; Slack is a local stand-in.\n"
+    state = "on" if settings.enabled else "off"
+    if not settings.enabled:
+        where = f": {settings.reason}" if settings.reason else ""
+    elif settings.debug:
+        where = "; TELEMETRY_DEBUG is set: each payload prints on stderr, nothing is sent"
+    elif posthog is not None:
+        where = (
+            "; events go to a local PostHog stand-in and print here, so this demo is "
+            "never counted (`run --console --posthog real` sends them)"
+        )
+    else:
+        where = f", sent to {settings.host_shown}; unsent events wait in the outbox"
+    stand_ins = "Slack and PostHog are local stand-ins" if posthog else "Slack is a local stand-in"
+    output.show(
+        f"SlackONOS telemetry console: the real Bolt app and plugin; {stand_ins}.\n"
         f"Config file: {config_path}\n"
-        f"Telemetry: {state} (source: {source}){where}\n"
-        "To see each payload instead of sending it: TELEMETRY_DEBUG=1 make run\n"
-        f"Each line is a message from an admin in #{admin}. Type `help`; Ctrl-D quits.\n"
+        f"Telemetry: {state} (source: {settings.source}){where}\n"
+        "To see each payload on stderr instead: TELEMETRY_DEBUG=1 make run\n"
+        f"Each line is a message from an admin in #{admin}. Type `help`; Ctrl-D quits."
     )
-    out.flush()
 
 
-def _lines(reader: TextIO, out: TextIO) -> Any:
-    interactive = reader.isatty()
-    while True:
-        if interactive:
-            out.write("you> ")
-            out.flush()
-        line = reader.readline()
-        if not line:
-            return
-        yield line.rstrip("\n")
+def _lines(reader: TextIO, output: ConsoleOutput) -> Iterator[str]:
+    """The lines typed, until EOF. A signal is seen at once while we wait for a line
+    (its handler raises _Stop), whichever thread the kernel delivered it to."""
+    try:
+        fd = reader.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
+    if fd < 0:  # not a file (a test's StringIO): plain reads
+        while True:
+            output.prompt()
+            text = reader.readline()
+            output.line_read()
+            if not text:
+                return
+            yield text.rstrip("\n")
+    with signals.wakeups() as wakeup:
+        pending = b""
+        while True:
+            output.prompt()
+            while b"\n" not in pending:
+                if not signals.readable(fd, wakeup):
+                    continue  # a signal: its handler ran (and raised, for TERM and INT)
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    output.line_read()
+                    if pending:
+                        yield pending.decode("utf-8", "replace")
+                    return
+                pending += chunk
+            raw, _, pending = pending.partition(b"\n")
+            output.line_read()
+            yield raw.decode("utf-8", "replace").rstrip("\r")
 
 
 def _message_event(text: str, channel_id: str, number: int) -> dict[str, Any]:

@@ -15,14 +15,15 @@ from slack_bolt import App, Say
 
 from slackonos_telemetry.config.store import ConfigReadError, ConfigStore, ConfigWriteError
 from slackonos_telemetry.plugins import load_plugins
+from slackonos_telemetry.slack.commands import help_text
 
 log = logging.getLogger(__name__)
 
 HOST_HELP = (
-    "Host commands: `help`, `setconfig <key> <value>` (the bot's own settings, "
-    "such as `setconfig gongLimit 5`).\n"
-    "Telemetry commands: `telemetry`, `telemetry status`, `telemetry preview`, "
-    "`telemetry reset-id`, `setconfig telemetryEnabled true|false`."
+    "Host commands:\n"
+    "• `help`: this list\n"
+    "• `setconfig <key> <value>`: one of the bot's own settings, such as `setconfig gongLimit 5`\n"
+    + help_text()
 )
 _SETCONFIG = re.compile(r"^\s*setconfig\s+(\S+)\s+(.+?)\s*$", re.IGNORECASE)
 
@@ -42,6 +43,12 @@ def add_host_listeners(app: App, config_path: Path, *, chatty: bool = False) -> 
         if match is None:
             return
         key, value = match.group(1), match.group(2)
+        if key.lower().startswith("telemetry"):
+            say(
+                text=f"`{key}` is the telemetry plugin's: see `telemetry help`.",
+                thread_ts=event.get("thread_ts"),
+            )
+            return
         try:
             store.update({key: _typed(value)})
         except (ConfigReadError, ConfigWriteError) as exc:

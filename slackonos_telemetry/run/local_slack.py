@@ -1,9 +1,10 @@
-"""A stand-in for Slack's Web API on 127.0.0.1.
+"""A stand-in for Slack's Web API on 127.0.0.1, for the local console.
 
 The console runs the real Bolt app and the real ``WebClient`` against it, so
-what the console shows is what Slack would have been sent; the tests use it to
-record every Web API call. It answers the methods the plugin and the console
-host use, and ``apps.connections.open`` with a Socket Mode URL when given one.
+what the console shows is what Slack would have been sent. It answers the
+methods the plugin and the console host use, and ``apps.connections.open`` with
+a Socket Mode URL when given one. ``respond`` is the one place to change an
+answer (a subclass may fail, delay or record calls).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from slackonos_telemetry.run.http_server import BackgroundServer
 
 TEAM_ID = "T0LOCAL01"
 BOT_USER_ID = "U0BOT0001"
@@ -39,15 +42,17 @@ class ApiCall:
         return blocks if isinstance(blocks, list) else []
 
 
-@dataclass
-class _Workspace:
-    channels: dict[str, str]
-    bot_user_id: str
-    socket_mode_url: str | None = None
-    failures: dict[str, str] = field(default_factory=dict)
-    calls: list[ApiCall] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    ts_counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, body bytes, extra headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: dict[str, Any], status: int = 200) -> Reply:
+        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
 
 class LocalSlack:
@@ -59,56 +64,64 @@ class LocalSlack:
         socket_mode_url: str | None = None,
         on_call: Callable[[ApiCall], None] | None = None,
     ) -> None:
-        self._workspace = _Workspace(
-            channels=dict(
-                channels or {ADMIN_CHANNEL_ID: "music-admin", GENERAL_CHANNEL_ID: "general"}
-            ),
-            bot_user_id=bot_user_id,
-            socket_mode_url=socket_mode_url,
+        self.channels = dict(
+            channels or {ADMIN_CHANNEL_ID: "music-admin", GENERAL_CHANNEL_ID: "general"}
         )
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._workspace, on_call))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self.bot_user_id = bot_user_id
+        self.socket_mode_url = socket_mode_url
+        self._on_call = on_call
+        self._ts_counter = itertools.count(1)
+        self._ts_guard = threading.Lock()
+        self._server = BackgroundServer(_handler(self)).start()
 
     @property
     def url(self) -> str:
         """The Web API base URL, for ``WebClient(base_url=...)`` or SLACK_API_URL."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+        return f"http://127.0.0.1:{self._server.port}/api/"
 
-    @property
-    def bot_user_id(self) -> str:
-        return self._workspace.bot_user_id
+    def respond(self, call: ApiCall) -> Reply:
+        """The HTTP answer to ``call``: the method's answer as JSON."""
+        return Reply.json(self.answer(call))
 
-    def set_socket_mode_url(self, url: str) -> None:
-        self._workspace.socket_mode_url = url
+    def answer(self, call: ApiCall) -> dict[str, Any]:
+        params = call.params
+        channel = str(params.get("channel") or "")
+        if call.method == "auth.test":
+            return {
+                "ok": True,
+                "url": "http://127.0.0.1/",
+                "team": "Local",
+                "user": "slackonos",
+                "team_id": TEAM_ID,
+                "user_id": self.bot_user_id,
+                "bot_id": BOT_ID,
+            }
+        if call.method in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or self._new_ts()
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {"text": params.get("text")},
+            }
+        if call.method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._new_ts()}
+        if call.method == "conversations.list":
+            listed = [{"id": cid, "name": name} for cid, name in self.channels.items()]
+            return {"ok": True, "channels": listed, "response_metadata": {"next_cursor": ""}}
+        if call.method == "apps.connections.open":
+            if not self.socket_mode_url:
+                return {"ok": False, "error": "socket_mode_not_enabled"}
+            return {"ok": True, "url": self.socket_mode_url}
+        return {"ok": False, "error": "unknown_method"}
 
-    def fail(self, method: str, error: str) -> None:
-        """Make ``method`` answer ``{"ok": false, "error": error}`` from now on."""
-        self._workspace.failures[method] = error
-
-    def calls(self, method: str | None = None) -> list[ApiCall]:
-        with self._workspace.changed:
-            calls = list(self._workspace.calls)
-        return [call for call in calls if method is None or call.method == method]
-
-    def wait_for_calls(self, method: str, count: int = 1, timeout: float = 10.0) -> list[ApiCall]:
-        """The calls of ``method`` once there are ``count`` of them (bounded wait)."""
-        deadline = time.monotonic() + timeout
-        with self._workspace.changed:
-            while True:
-                found = [call for call in self._workspace.calls if call.method == method]
-                remaining = deadline - time.monotonic()
-                if len(found) >= count or remaining <= 0:
-                    return found
-                self._workspace.changed.wait(remaining)
+    def received(self, call: ApiCall) -> None:
+        """Called for every call before it is answered."""
+        if self._on_call is not None:
+            self._on_call(call)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> LocalSlack:
         return self
@@ -116,29 +129,29 @@ class LocalSlack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _new_ts(self) -> str:
+        with self._ts_guard:
+            return f"{int(time.time())}.{next(self._ts_counter):06d}"
 
-def _handler(
-    workspace: _Workspace, on_call: Callable[[ApiCall], None] | None
-) -> type[BaseHTTPRequestHandler]:
+
+def _handler(slack: LocalSlack) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             method = self.path.rsplit("/", 1)[-1].split("?", 1)[0]
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             params = _params(body, self.headers.get("Content-Type", ""))
             token = (self.headers.get("Authorization") or "").removeprefix("Bearer ") or None
             call = ApiCall(method, params, token, time.monotonic())
-            answer = _answer(workspace, call)
-            with workspace.changed:
-                workspace.calls.append(call)
-                workspace.changed.notify_all()
-            if on_call is not None:
-                on_call(call)
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
+            slack.received(call)
+            reply = slack.respond(call)
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(reply.body)
 
         do_GET = do_POST
 
@@ -157,37 +170,3 @@ def _params(body: bytes, content_type: str) -> dict[str, Any]:
             return {}
         return data if isinstance(data, dict) else {}
     return {key: values[-1] for key, values in parse_qs(text, keep_blank_values=True).items()}
-
-
-def _answer(workspace: _Workspace, call: ApiCall) -> dict[str, Any]:
-    if call.method in workspace.failures:
-        return {"ok": False, "error": workspace.failures[call.method]}
-    params = call.params
-    channel = str(params.get("channel") or "")
-    if call.method == "auth.test":
-        return {
-            "ok": True,
-            "url": "http://127.0.0.1/",
-            "team": "Local",
-            "user": "slackonos",
-            "team_id": TEAM_ID,
-            "user_id": workspace.bot_user_id,
-            "bot_id": BOT_ID,
-        }
-    if call.method in ("chat.postMessage", "chat.update"):
-        ts = params.get("ts") or f"{int(time.time())}.{next(workspace.ts_counter):06d}"
-        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text")}}
-    if call.method == "chat.postEphemeral":
-        return {"ok": True, "message_ts": f"{int(time.time())}.{next(workspace.ts_counter):06d}"}
-    if call.method == "conversations.list":
-        channels = [{"id": cid, "name": name} for cid, name in workspace.channels.items()]
-        return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
-    if call.method == "conversations.info":
-        if channel not in workspace.channels:
-            return {"ok": False, "error": "channel_not_found"}
-        return {"ok": True, "channel": {"id": channel, "name": workspace.channels[channel]}}
-    if call.method == "apps.connections.open":
-        if not workspace.socket_mode_url:
-            return {"ok": False, "error": "socket_mode_not_enabled"}
-        return {"ok": True, "url": workspace.socket_mode_url}
-    return {"ok": False, "error": "unknown_method"}

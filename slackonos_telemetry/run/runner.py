@@ -1,11 +1,13 @@
 """`slackonos-telemetry run`: the host bot with its plugins, in Socket Mode, over HTTP,
-or in a local console that needs no Slack workspace at all."""
+or in a local console that needs no Slack workspace at all (SPEC section 8)."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,17 +15,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-log = logging.getLogger(__name__)
+from slackonos_telemetry.config.keys import TELEMETRY_HOST
+from slackonos_telemetry.run.signals import wait_for
 
-CONSOLE = "console"
-SOCKET = "socket"
-HTTP = "http"
+log = logging.getLogger(__name__)
 
 BOT_TOKEN = "SLACK_BOT_TOKEN"
 APP_TOKEN = "SLACK_APP_TOKEN"
 SIGNING_SECRET = "SLACK_SIGNING_SECRET"
 API_URL = "SLACK_API_URL"
-SOCKET_CLOSE_SECONDS = 0.5
+
+
+class RunMode(enum.Enum):
+    CONSOLE = "console"
+    SOCKET = "socket"
+    HTTP = "http"
 
 
 class RunError(Exception):
@@ -36,26 +42,30 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class RunOptions:
-    mode: str | None
+    mode: RunMode | None
     port: int | None = None
     bind: str = "127.0.0.1"
+    local_posthog: bool | None = None  # None: the mode's default (local for the console)
 
 
-def choose_mode(options: RunOptions, env: Mapping[str, str]) -> str:
+def choose_mode(options: RunOptions, env: Mapping[str, str]) -> RunMode:
     if options.mode:
         return options.mode
     if env.get(BOT_TOKEN) and env.get(APP_TOKEN):
-        return SOCKET
-    return CONSOLE
+        return RunMode.SOCKET
+    return RunMode.CONSOLE
 
 
-def check_environment(mode: str, env: Mapping[str, str]) -> None:
+def check_environment(mode: RunMode, env: Mapping[str, str]) -> None:
     """One clear line (exit 2) for each thing the chosen mode needs and lacks."""
-    needed = {SOCKET: (BOT_TOKEN, APP_TOKEN), HTTP: (BOT_TOKEN, SIGNING_SECRET)}.get(mode, ())
+    needed = {
+        RunMode.SOCKET: (BOT_TOKEN, APP_TOKEN),
+        RunMode.HTTP: (BOT_TOKEN, SIGNING_SECRET),
+    }.get(mode, ())
     missing = [name for name in needed if not env.get(name, "").strip()]
     if missing:
-        raise RunError(f"--{mode} needs {' and '.join(missing)} set in the environment", 2)
-    if mode == SOCKET and not env[APP_TOKEN].startswith("xapp-"):
+        raise RunError(f"--{mode.value} needs {' and '.join(missing)} set in the environment", 2)
+    if mode is RunMode.SOCKET and not env[APP_TOKEN].startswith("xapp-"):
         raise RunError(f"{APP_TOKEN} must be an app-level token (xapp-...)", 2)
 
 
@@ -63,23 +73,40 @@ def run(options: RunOptions, config_path: Path, env: Mapping[str, str] | None = 
     environ = os.environ if env is None else env
     mode = choose_mode(options, environ)
     check_environment(mode, environ)
-    if mode == CONSOLE:
+    if mode is RunMode.CONSOLE:
         from slackonos_telemetry.run.console import run_console
 
-        return run_console(config_path)
+        local = True if options.local_posthog is None else options.local_posthog
+        return run_console(config_path, local_posthog=local)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stop = _stop_on_signals()
-    app = _slack_app(mode, environ)
-    from slackonos_telemetry.run.host_bot import build_host_app
+    posthog = _local_posthog() if options.local_posthog else None
+    try:
+        app = _slack_app(mode, environ)
+        from slackonos_telemetry.run.host_bot import build_host_app
 
-    plugins = build_host_app(app, config_path)
-    if mode == SOCKET:
-        return _serve_socket_mode(app, environ[APP_TOKEN], stop, plugins)
-    if options.port is None:
-        raise RunError("--http needs a PORT", 2)
-    return _serve_http(app, options.bind, options.port, stop, plugins)
+        build_host_app(app, config_path)
+        if mode is RunMode.SOCKET:
+            return _serve_socket_mode(app, environ[APP_TOKEN], stop)
+        if options.port is None:
+            raise RunError("--http needs a PORT", 2)
+        return _serve_http(app, options.bind, options.port, stop)
+    finally:
+        if posthog is not None:
+            posthog.close()
+
+
+def _local_posthog() -> Any:
+    from slackonos_telemetry.run.local_posthog import LocalPostHog
+
+    def show(event: dict[str, Any]) -> None:
+        log.info("→ PostHog (local): %s %s", event.get("event"), event)
+
+    posthog = LocalPostHog(show)
+    os.environ[TELEMETRY_HOST] = posthog.url
+    return posthog
 
 
 def _stop_on_signals() -> threading.Event:
@@ -95,7 +122,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _slack_app(mode: str, env: Mapping[str, str]) -> Any:
+def _slack_app(mode: RunMode, env: Mapping[str, str]) -> Any:
     from slack_bolt import App
     from slack_bolt.error import BoltError
     from slack_sdk import WebClient
@@ -106,7 +133,7 @@ def _slack_app(mode: str, env: Mapping[str, str]) -> Any:
     try:
         return App(
             client=client,
-            signing_secret=env.get(SIGNING_SECRET) if mode == HTTP else None,
+            signing_secret=env.get(SIGNING_SECRET) if mode is RunMode.HTTP else None,
         )
     except (BoltError, SlackApiError, SlackClientError, OSError) as exc:
         raise RunError(
@@ -114,7 +141,7 @@ def _slack_app(mode: str, env: Mapping[str, str]) -> Any:
         ) from None
 
 
-def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event, plugins: list[Any]) -> int:
+def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     handler = SocketModeHandler(app, app_token)
@@ -123,23 +150,21 @@ def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event, plugins:
     except Exception as exc:
         raise RunError(f"could not open a Socket Mode connection: {_one_line(exc)}", 1) from None
     log.info("connected in Socket Mode; Ctrl-C or SIGTERM stops")
-    try:
-        _wait(stop)
-    finally:
-        _shutdown(plugins)
-        _close_within(handler, SOCKET_CLOSE_SECONDS)
-    return 0
-
-
-def _close_within(handler: Any, seconds: float) -> None:
-    # slack_sdk's close() waits for a lock its receiver thread holds while it blocks
-    # up to 3 s in recv(): close from a daemon thread and stop waiting after a moment.
+    wait_for(stop)
+    _shutdown()
+    # slack_sdk's close() waits for its receiver thread, which may block in recv()
+    # for seconds, and its executor threads are joined at exit: once the shutdown
+    # event is out, nothing of ours is left to wait for, so the process ends here.
     closer = threading.Thread(target=handler.close, name="socket-mode-close", daemon=True)
     closer.start()
-    closer.join(seconds)
+    closer.join(0.05)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
-def _serve_http(app: Any, bind: str, port: int, stop: threading.Event, plugins: list[Any]) -> int:
+def _serve_http(app: Any, bind: str, port: int, stop: threading.Event) -> int:
     from slackonos_telemetry.run.http_server import BoltHttpServer
 
     try:
@@ -149,11 +174,17 @@ def _serve_http(app: Any, bind: str, port: int, stop: threading.Event, plugins: 
     server.start()
     log.info("listening on %s; Ctrl-C or SIGTERM stops", server.url)
     try:
-        _wait(stop)
+        wait_for(stop)
     finally:
         server.stop()
-        _shutdown(plugins)
+        _shutdown()
     return 0
+
+
+def _shutdown() -> None:
+    from slackonos_telemetry.telemetry import shutdown
+
+    shutdown.run("explicit")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -161,16 +192,3 @@ def _one_line(exc: BaseException) -> str:
     if callable(error) and error("error"):
         return f"Slack answered {error('error')!r}"
     return " ".join(str(exc).split())
-
-
-def _wait(stop: threading.Event) -> None:
-    # A timed wait, so signal handlers run promptly on the main thread.
-    while not stop.wait(0.5):
-        pass
-
-
-def _shutdown(plugins: list[Any]) -> None:
-    for plugin in plugins:
-        shutdown = getattr(plugin, "shutdown", None)
-        if callable(shutdown):
-            shutdown()

@@ -1,30 +1,47 @@
-"""Which channel is the admin channel: an ID as given, or a name looked up once."""
+"""Which channel is the admin channel: an ID as given, or a name looked up when needed.
+
+Slack channel names are lower case, so an ``adminChannel`` with an upper-case
+letter (``C0123ABCD``, ``C111``) is an ID; anything else is a name (``#``
+optional), looked up with ``conversations.list`` and remembered. A lookup that
+fails is not an answer: an admin in the right channel is never told that they
+are in the wrong one because Slack was down.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
-import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from slackonos_telemetry.config.keys import ADMIN_CHANNEL_KEY, DEFAULT_ADMIN_CHANNEL
 from slackonos_telemetry.config.store import ConfigReadError, ConfigStore
+from slackonos_telemetry.slack.port import SlackPort, SlackUnavailable
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
-# A name not found is looked up again only after this long: a bot in the wrong
-# workspace must not page through conversations.list on every message.
+# A name not found in a complete listing is looked up again only after this long: a
+# bot in the wrong workspace must not page through conversations.list on every message.
 _MISS_RETRY_SECONDS = 60.0
-_PAGE_SIZE = 200
+_MAX_PAGES = 50
+
+
+class Place(enum.Enum):
+    ADMIN = "admin"
+    ELSEWHERE = "elsewhere"
+    UNKNOWN = "unknown"  # the lookup failed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    place: Place
+    problem: str = ""
 
 
 def is_channel_id(value: str) -> bool:
-    return bool(_CHANNEL_ID.match(value))
+    return any(char.isupper() for char in value)
 
 
 class AdminChannel:
@@ -40,20 +57,29 @@ class AdminChannel:
             value = self._store.read().get(ADMIN_CHANNEL_KEY)
         except ConfigReadError:
             value = None
-        if not isinstance(value, str) or not value.strip().lstrip("#"):
+        if not isinstance(value, str) or not value.strip().lstrip("#").strip():
             return DEFAULT_ADMIN_CHANNEL
-        return value.strip().lstrip("#")
+        return value.strip().lstrip("#").strip()
 
     def mention(self) -> str:
-        """How to name it in a Slack message."""
+        """How to name it in a Slack message (no lookup)."""
         configured = self.configured()
         if is_channel_id(configured):
             return f"<#{configured}>"
         known = self._ids_by_name.get(configured.lower())
         return f"<#{known}>" if known else f"#{configured}"
 
-    def resolve(self, client: WebClient) -> str | None:
-        """The admin channel's ID, or None when no channel has that name."""
+    def check(self, channel_id: str, slack: SlackPort) -> Verdict:
+        """Whether ``channel_id`` is the admin channel; UNKNOWN when a lookup failed."""
+        try:
+            admin_id = self.resolve(slack)
+        except SlackUnavailable as exc:
+            return Verdict(Place.UNKNOWN, str(exc))
+        return Verdict(Place.ADMIN if admin_id == channel_id else Place.ELSEWHERE)
+
+    def resolve(self, slack: SlackPort) -> str | None:
+        """The admin channel's ID; None when no channel visible to the bot has that name.
+        Raises SlackUnavailable when the lookup failed (nothing is remembered then)."""
         configured = self.configured()
         if is_channel_id(configured):
             return configured
@@ -64,36 +90,26 @@ class AdminChannel:
             missed_at = self._misses.get(name)
             if missed_at is not None and time.monotonic() - missed_at < _MISS_RETRY_SECONDS:
                 return None
-            found = _find_by_name(client, name)
+            found = _find_by_name(slack, name)
             if found:
                 self._ids_by_name[name] = found
                 self._misses.pop(name, None)
             else:
                 self._misses[name] = time.monotonic()
+                log.warning(
+                    "no channel named #%s is visible to the bot: admin commands are off", name
+                )
             return found
 
-    def is_admin_channel(self, channel_id: str | None, client: WebClient) -> bool:
-        return bool(channel_id) and channel_id == self.resolve(client)
 
-
-def _find_by_name(client: WebClient, name: str) -> str | None:
+def _find_by_name(slack: SlackPort, name: str) -> str | None:
     cursor: str | None = None
-    try:
-        while True:
-            page = client.conversations_list(
-                types="public_channel,private_channel",
-                exclude_archived=True,
-                limit=_PAGE_SIZE,
-                cursor=cursor,
-            )
-            for channel in page.get("channels") or []:
-                if str(channel.get("name", "")).lower() == name:
-                    return str(channel["id"])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                break
-    except (SlackApiError, SlackClientError, OSError) as exc:
-        log.warning("could not look up the admin channel #%s: %s", name, exc)
-        return None
-    log.warning("no channel named #%s is visible to the bot: admin commands are off", name)
-    return None
+    for _ in range(_MAX_PAGES):
+        channels, cursor = slack.list_channels(cursor)
+        for channel in channels:
+            channel_id = channel.get("id")
+            if str(channel.get("name", "")).lower() == name and isinstance(channel_id, str):
+                return channel_id
+        if not cursor:
+            return None
+    raise SlackUnavailable(f"more than {_MAX_PAGES} pages of channels")

@@ -1,4 +1,9 @@
-"""Reading an admin's message as a telemetry command, whatever Slack formatting it carries."""
+"""Reading an admin's message as a telemetry command (SPEC section 6).
+
+Slack formatting comes off first. Then the whole message must be one command
+of the table: a message that only starts like one ("telemetry is down again?",
+"setconfig telemetryEnabled false please") is the host's, untouched.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-SETCONFIG_KEY = "telemetryenabled"
-TELEMETRY_WORD = "telemetry"
+from slackonos_telemetry.config.keys import ENABLED_KEY
 
 _LEADING_MENTION = re.compile(r"^\s*<@([A-Z0-9]+)(?:\|[^>]*)?>[\s:,]*")
 _CODE_FENCE = re.compile(r"```")
@@ -16,21 +20,77 @@ _LEADING_QUOTE = re.compile(r"^\s*>\s?")
 
 
 class CommandKind(enum.Enum):
-    SET_ENABLED = "setconfig telemetryEnabled"
-    STATUS = "telemetry status"
-    PREVIEW = "telemetry preview"
-    RESET_ID = "telemetry reset-id"
-    HELP = "telemetry help"
+    SET_ENABLED = "setconfig"
+    STATUS = "status"
+    PREVIEW = "preview"
+    RESET_ID = "reset-id"
+    HELP = "help"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    kind: CommandKind
+    words: str  # as shown to a person
+    forms: tuple[tuple[str, ...], ...]  # every word sequence that is this command
+    help: str
+
+
+SETCONFIG = ("setconfig", ENABLED_KEY.lower())
+COMMAND_TABLE: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        CommandKind.STATUS,
+        "telemetry status",
+        (("telemetry",), ("telemetry", "status")),
+        "what is sent, where, and how to turn it off (with an on/off button)",
+    ),
+    CommandSpec(
+        CommandKind.PREVIEW,
+        "telemetry preview",
+        (("telemetry", "preview"),),
+        "the exact JSON the next heartbeat would send",
+    ),
+    CommandSpec(
+        CommandKind.RESET_ID,
+        "telemetry reset-id",
+        (("telemetry", "reset-id"), ("telemetry", "resetid"), ("telemetry", "reset_id")),
+        "a new anonymous instance ID; waiting events with the old one are discarded",
+    ),
+    CommandSpec(
+        CommandKind.HELP,
+        "telemetry help",
+        (("telemetry", "help"),),
+        "this list",
+    ),
+    CommandSpec(
+        CommandKind.SET_ENABLED,
+        f"setconfig {ENABLED_KEY}",
+        (SETCONFIG,),
+        "turn telemetry on or off (true/false, yes/no, on/off, 1/0); alone, shows the value",
+    ),
+)
+_BY_FORM = {form: spec for spec in COMMAND_TABLE for form in spec.forms}
 
 
 @dataclass(frozen=True)
 class Command:
     kind: CommandKind
-    argument: str | None = None  # setconfig's value, as typed; an unknown subcommand
+    argument: str | None = None  # setconfig's value, as typed
+
+    @property
+    def spec(self) -> CommandSpec:
+        return next(spec for spec in COMMAND_TABLE if spec.kind is self.kind)
 
     @property
     def words(self) -> str:
-        return self.kind.value
+        return self.spec.words
+
+
+def help_text() -> str:
+    lines = ["Telemetry commands (admin channel only):"]
+    for spec in COMMAND_TABLE:
+        shown = f"{spec.words} true|false" if spec.kind is CommandKind.SET_ENABLED else spec.words
+        lines.append(f"• `{shown}`: {spec.help}")
+    return "\n".join(lines)
 
 
 def strip_formatting(text: str, bot_user_id: str | None = None, mentioned: bool = False) -> str:
@@ -52,21 +112,13 @@ def strip_formatting(text: str, bot_user_id: str | None = None, mentioned: bool 
 def parse_command(
     text: str, bot_user_id: str | None = None, mentioned: bool = False
 ) -> Command | None:
-    """The telemetry command in ``text``, or None when the message is not one of ours
-    (other ``setconfig`` keys belong to the host)."""
-    words = strip_formatting(text, bot_user_id, mentioned).split(" ")
-    head = [word.lower() for word in words[:2]]
-    if head and head[0] == "setconfig":
-        if len(head) < 2 or head[1] != SETCONFIG_KEY:
-            return None
-        value = " ".join(words[2:]).strip()
-        return Command(CommandKind.SET_ENABLED, value or None)
-    if not head or head[0] != TELEMETRY_WORD:
-        return None
-    if len(words) == 1 or head[1] == "status":
-        return Command(CommandKind.STATUS)
-    if head[1] == "preview":
-        return Command(CommandKind.PREVIEW)
-    if head[1] in ("reset-id", "resetid", "reset_id"):
-        return Command(CommandKind.RESET_ID)
-    return Command(CommandKind.HELP, words[1] if head[1] != "help" else None)
+    """The telemetry command that ``text`` is, whole, or None (the message is the host's)."""
+    words = strip_formatting(text, bot_user_id, mentioned).split()
+    lowered = tuple(word.lower() for word in words)
+    spec = _BY_FORM.get(lowered)
+    if spec is not None:
+        return Command(spec.kind)
+    # setconfig telemetryEnabled VALUE: exactly one more word, judged by the command.
+    if len(lowered) == 3 and lowered[:2] == SETCONFIG:
+        return Command(CommandKind.SET_ENABLED, words[2])
+    return None

@@ -1,44 +1,44 @@
-"""The Bolt plugin: ``register(app)`` adds the admin commands, starts the tracker
-and hooks shutdown.
+"""The Bolt plugin: ``register(app)`` adds the telemetry commands to a Bolt ``App`` or
+``AsyncApp``, starts the tracker off the host's threads and hooks shutdown.
 
-What the host's main thread pays is kept under a millisecond: three middlewares
-added, the shutdown hooks, one thread started. Everything else (the tracker,
-TinyDB, the command machinery, the first-run notice) is loaded on that thread
-once the bot has been up a moment and is quiet, so it never competes with the
-bot's first commands; a telemetry command or a shutdown that comes sooner loads
-it on the spot.
+What the host's main thread pays is small: one middleware added, the shutdown
+hooks, one thread started. Everything else (the tracker, TinyDB, the command
+machinery, the first-run notice) is built on that thread once the bot has been
+up a moment and is quiet, so it never competes with the bot's first commands;
+a telemetry command or a shutdown that comes sooner builds it on the spot.
+
+No exception leaves ``register`` or anything the host's threads call.
 """
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.slack.middleware import AdminGate, CommandRouter, CommandRunner
+from slackonos_telemetry.config.words import environment_disables, shutdown_timeout_from
+from slackonos_telemetry.telemetry import forks
+from slackonos_telemetry.telemetry import shutdown as process_shutdown
+from slackonos_telemetry.telemetry.quiet import QuietGate
+from slackonos_telemetry.telemetry.threads import start_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from slack_bolt import App
-
     from slackonos_telemetry.slack.admin_channel import AdminChannel
     from slackonos_telemetry.slack.answers import AdminCommands
+    from slackonos_telemetry.slack.port import SlackPort
+    from slackonos_telemetry.slack.requests import TelemetryRequest
     from slackonos_telemetry.telemetry.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-# When the background start may begin: the bot up this long, and quiet this long.
-BOOT_AFTER_SECONDS = 1.0
-QUIET_SECONDS = 0.3
-BOOT_AT_LATEST_SECONDS = 10.0
-_BOOT_POLL_SECONDS = 0.1
+BOOT_THREAD = "slackonos-telemetry-boot"
 # How long a shutdown waits for a start that is under way (it takes ~30 ms).
 BUILD_WAIT_SECONDS = 2.0
 
@@ -56,44 +56,48 @@ class _Parts:
 
 
 class TelemetryPlugin:
-    """What ``register`` returns. ``tracker``, ``commands`` and ``admin_channel``
-    are built on first use if the background start has not built them yet."""
+    """What ``register`` returns. ``tracker``, ``commands`` and ``admin_channel`` are built
+    on first use if the background start has not built them yet."""
 
     def __init__(
         self,
-        app: App,
+        app: Any,
         *,
-        config_path: str | None = None,
+        config_path: str | os.PathLike[str] | None = None,
         app_version: str | None = None,
         release: str | None = None,
     ) -> None:
         self.app = app
-        self._config_argument = config_path
-        # The working directory now, since a relative path means "where the bot started".
+        self.is_async = _is_async_app(app)
+        self.config_argument = config_path
+        # The working directory now: a relative path means "where the bot started".
         self._working_dir = os.getcwd()
         self.app_version = app_version or __version__
         self._release = release
-        self.registered_at = time.monotonic()
-        self.last_activity = 0.0
+        self.quiet = QuietGate()
         self._parts: _Parts | None = None
         self._parts_lock = threading.Lock()
         self._boot_now = threading.Event()
         self._booted = threading.Event()
 
-    # -- on the host's main thread: cheap ------------------------------------
+    # -- on the host's thread: cheap ----------------------------------------------------
 
     def install(self) -> None:
-        for middleware in (CommandRouter(self), AdminGate(self), CommandRunner(self)):
-            self.app.use(middleware)
-        if not environment_turns_telemetry_off(os.environ):
+        if self.is_async:
+            from slackonos_telemetry.slack.async_middleware import AsyncTelemetryMiddleware
+
+            self.app.use(AsyncTelemetryMiddleware(self))
+        else:
+            from slackonos_telemetry.slack.middleware import TelemetryMiddleware
+
+            self.app.use(TelemetryMiddleware(self))
+        forks.on_fork_in_child(_restart_plugins_after_fork)
+        if not environment_disables(os.environ):
             # The environment cannot change under a running process: while it says
             # off, no shutdown event will ever be made, so there is nothing to hook.
-            from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
-
-            install_shutdown_hooks(self.shutdown)
-        # The low-level start: threading.Thread.start() waits for the new thread to
-        # run, a third of a millisecond of the host's start spent on nothing.
-        _thread.start_new_thread(self._boot_when_quiet, ())
+            process_shutdown.participate(self)
+            process_shutdown.install()
+        self._start_boot()
 
     def start_now(self, timeout: float | None = None) -> bool:
         """Do the background start now instead of waiting for a quiet moment (for a
@@ -102,21 +106,36 @@ class TelemetryPlugin:
         self._boot_now.set()
         return self._booted.wait(timeout)
 
+    @property
+    def answers_before_ack(self) -> bool:
+        return bool(getattr(self.app, "process_before_response", False))
+
     def note_activity(self) -> None:
-        self.last_activity = time.monotonic()
-        parts = self._parts
-        if parts is not None:
-            parts.tracker.note_activity()
+        self.quiet.note_activity()
+
+    def handle(self, request: TelemetryRequest, slack: SlackPort) -> None:
+        """Gate, run and answer one of the plugin's requests (off the ack path)."""
+        from slackonos_telemetry.slack.handling import SlackUnavailable, handle
+
+        try:
+            parts = self._built()
+            handle(request, parts.commands, parts.admin_channel, slack)
+        except SlackUnavailable as exc:
+            log.warning("telemetry could not answer in Slack: %s", exc)
+        except Exception:
+            log.exception("telemetry command failed; the bot is not affected")
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """The shutdown event, delivered within ``timeout`` (default
         TELEMETRY_SHUTDOWN_TIMEOUT). Idempotent, never raises."""
-        began = time.monotonic()
+        seconds = shutdown_timeout_from(os.environ) if timeout is None else timeout
+        return self.stop_for_exit(time.monotonic() + seconds, "explicit")
+
+    def stop_for_exit(self, deadline: float, how: str) -> bool:
+        """The process is stopping (``shutdown.Participant``). Never raises."""
         try:
-            parts = self._built(wait=BUILD_WAIT_SECONDS if timeout is None else timeout)
-            if timeout is None:
-                timeout = parts.tracker.settings().shutdown_timeout
-            return parts.tracker.shutdown(max(0.0, timeout - (time.monotonic() - began)))
+            parts = self._built(wait=max(0.0, min(BUILD_WAIT_SECONDS, deadline - time.monotonic())))
+            return parts.tracker.stop_for_exit(deadline, how)
         except TimeoutError:
             # Interrupted while this very thread was building the parts: the exit
             # hook, or the host's own clean-up, calls again once that is done.
@@ -129,9 +148,9 @@ class TelemetryPlugin:
     def config_path(self) -> Path:
         from slackonos_telemetry.config.paths import resolve_config_path
 
-        return resolve_config_path(self._config_argument, cwd=self._working_dir)
+        return resolve_config_path(self.config_argument, cwd=self._working_dir)
 
-    # -- the parts, built once ----------------------------------------------------
+    # -- the parts, built once ---------------------------------------------------------
 
     @property
     def tracker(self) -> Tracker:
@@ -164,20 +183,20 @@ class TelemetryPlugin:
         from slackonos_telemetry.telemetry.tracker import tracker_for
 
         tracker, created = tracker_for(
-            self.config_path, app_version=self.app_version, release=self._release
+            self.config_path, app_version=self.app_version, release=self._release, quiet=self.quiet
         )
         if created:
-            tracker.note_activity()
-            tracker.start(started_at=self.registered_at)
-        admin = AdminChannel(self.config_path)
-        return _Parts(tracker, AdminCommands(tracker, self.app_version), admin)
+            tracker.start()
+        return _Parts(tracker, AdminCommands(tracker), AdminChannel(self.config_path))
 
-    # -- the background start ---------------------------------------------------
+    # -- the background start ----------------------------------------------------------
+
+    def _start_boot(self) -> None:
+        start_thread(self._boot_when_quiet, BOOT_THREAD)
 
     def _boot_when_quiet(self) -> None:
         try:
-            while not self._boot_now.is_set() and not self._quiet_enough():
-                self._boot_now.wait(_BOOT_POLL_SECONDS)
+            self.quiet.wait(self._boot_now)
             parts = self._built()
             self._greet(parts)
         except Exception:
@@ -185,51 +204,77 @@ class TelemetryPlugin:
         finally:
             self._booted.set()
 
-    def _quiet_enough(self) -> bool:
-        now = time.monotonic()
-        running = now - self.registered_at
-        if running >= BOOT_AT_LATEST_SECONDS:
-            return True
-        return running >= BOOT_AFTER_SECONDS and now - self.last_activity >= QUIET_SECONDS
-
     def _greet(self, parts: _Parts) -> None:
-        """Learn the admin channel's ID and show the first-run notice, once."""
-        client = self.app.client
-        if parts.tracker.stopped:
-            return  # the bot is already shutting down: the next start shows it
-        if not client.token:
-            return  # multi-workspace (OAuth) apps have no single admin channel
+        """The first-run notice, once: only now is it worth a Web API call."""
+        client = getattr(self.app, "client", None)
+        if parts.tracker.stopped or client is None or not getattr(client, "token", None):
+            return  # shutting down, or a multi-workspace (OAuth) app: no one admin channel
         from slackonos_telemetry.slack.notice import post_first_run_notice
+        from slackonos_telemetry.slack.port import async_port, sync_port
 
-        post_first_run_notice(parts.tracker, parts.admin_channel, client)
+        slack = async_port(client, None) if self.is_async else sync_port(client)
+        post_first_run_notice(parts.tracker, parts.admin_channel, slack)
+
+    def _restart_after_fork(self) -> None:
+        self._parts = None
+        self._parts_lock = threading.Lock()
+        self.quiet = QuietGate()
+        self._boot_now = threading.Event()
+        self._booted = threading.Event()
+        self._start_boot()
 
 
-def environment_turns_telemetry_off(env: Mapping[str, str]) -> bool:
-    """DO_NOT_TRACK, or TELEMETRY_ENABLED set to anything but a true word (see
-    settings.py, which decides, with reasons; this is the quick look at start)."""
-    if env.get("DO_NOT_TRACK", "").strip().lower() not in ("", "0", "false"):
-        return True
-    word = env.get("TELEMETRY_ENABLED", "").strip().lower()
-    return bool(word) and word not in ("true", "yes", "on", "1")
+def _is_async_app(app: Any) -> bool:
+    # Never imported here: it needs aiohttp, which a sync host may not have. An app can
+    # only be an AsyncApp if its module is already loaded.
+    module = sys.modules.get("slack_bolt.app.async_app")
+    return module is not None and isinstance(app, module.AsyncApp)
+
+
+def _restart_plugins_after_fork() -> None:
+    from slackonos_telemetry.slack.worker import worker
+    from slackonos_telemetry.telemetry.tracker import forget_trackers_after_fork
+
+    worker.reset_after_fork()
+    forget_trackers_after_fork()
+    for plugin in list(_plugins.values()):
+        plugin._restart_after_fork()
 
 
 def register(
-    app: App,
+    app: Any,
     *,
-    config_path: str | None = None,
+    config_path: str | os.PathLike[str] | None = None,
     app_version: str | None = None,
     release: str | None = None,
     **_ignored: Any,
 ) -> TelemetryPlugin:
-    """Add telemetry to ``app``. Calling it again for the same app returns the
-    plugin already there and adds nothing."""
-    with _plugins_guard:
-        existing = _plugins.get(app)
-        if existing is not None:
-            return existing
-        plugin = TelemetryPlugin(
+    """Add telemetry to ``app`` (a Bolt ``App`` or ``AsyncApp``). Calling it again for
+    the same app returns the plugin already there and adds nothing. Never raises:
+    a failure is logged and the bot runs without telemetry."""
+    try:
+        with _plugins_guard:
+            existing = _plugins.get(app)
+            if existing is not None:
+                if config_path is not None and config_path != existing.config_argument:
+                    log.warning(
+                        "telemetry is already registered on this app with config %s; "
+                        "ignoring the second config %s",
+                        existing.config_path,
+                        config_path,
+                    )
+                return existing
+            plugin = TelemetryPlugin(
+                app, config_path=config_path, app_version=app_version, release=release
+            )
+            _plugins[app] = plugin
+    except Exception:
+        log.exception("telemetry could not be added to this app; the bot runs without it")
+        return TelemetryPlugin(
             app, config_path=config_path, app_version=app_version, release=release
         )
-        _plugins[app] = plugin
-    plugin.install()
+    try:
+        plugin.install()
+    except Exception:
+        log.exception("telemetry could not be added to this app; the bot runs without it")
     return plugin

@@ -1,25 +1,35 @@
-"""Moving events from the outbox to PostHog: one pass at a time, at least once, never twice.
+"""Moving events from the outbox to PostHog: at least once, never twice, never after an opt-out.
 
-A pass sends the waiting events oldest first and removes each one as soon as
-PostHog accepted it. It stops at the first retryable failure (the endpoint is
-down or asks us to wait) and leaves the rest for the next pass.
+A pass sends the waiting events oldest first, up to BATCH_SIZE per request, and
+removes each batch with one outbox write as soon as PostHog accepted it. It
+stops at the first retryable failure and leaves the rest for the next pass. A
+batch PostHog rejects (a 4xx other than 408 and 429) is tried again event by
+event, so one bad event never blocks or drops the others.
+
+Everything slow (importing the SDK, building its client) happens before the last
+check. That check runs under the outbox lock right before each request: the
+settings and the instance ID are read again, each event is checked for the wire,
+and the wire lock is taken before the outbox lock is let go (``Outbox.sending``).
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from slackonos_telemetry.config.locking import LockTimeout
 from slackonos_telemetry.config.settings import Settings
+from slackonos_telemetry.telemetry.events import Event, Unsendable, checked_for_wire
 from slackonos_telemetry.telemetry.log_once import OnceLog
-from slackonos_telemetry.telemetry.outbox import Outbox
-from slackonos_telemetry.telemetry.sender import Outcome, PosthogSender, SendResult
+from slackonos_telemetry.telemetry.outbox import Outbox, Selection
+from slackonos_telemetry.telemetry.sender import BATCH_SIZE, Outcome, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +37,13 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 MAX_RETRY_AFTER = 3600.0
 DRAIN_FIRST_PAUSE = 0.1
 DRAIN_MAX_PAUSE = 1.0
+
+
+class Sender(Protocol):
+    api_key: str
+    host: str
+
+    def send(self, events: list[Event], timeout: float) -> SendResult: ...
 
 
 @dataclass(frozen=True)
@@ -46,54 +63,83 @@ class RetryPolicy:
         return backoff
 
 
+class StopReason(enum.Enum):
+    """Why a pass ended."""
+
+    EMPTY = "nothing left to send"
+    FAILURE = "PostHog unreachable or busy"
+    DEADLINE = "out of time"
+    DISABLED = "telemetry is off"
+    DEBUG = "debug mode sends nothing"
+    RETRY_AFTER = "PostHog asked us to wait"
+    BUSY = "another process is sending"
+    ERROR = "an unexpected error"
+
+
 @dataclass(frozen=True)
 class PassResult:
+    stopped_by: StopReason
     delivered: int = 0
     rejected: int = 0
-    discarded: int = 0
     failure: SendResult | None = None
-    busy: bool = False
-    stopped_by: str = ""
 
     @property
     def should_retry(self) -> bool:
-        return self.failure is not None or self.busy
+        return self.stopped_by in (
+            StopReason.FAILURE,
+            StopReason.RETRY_AFTER,
+            StopReason.BUSY,
+            StopReason.ERROR,
+        )
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.failure.retry_after if self.failure else None
+
+    def describe(self) -> str:
+        detail = self.failure.detail if self.failure and self.failure.detail else ""
+        return f"{self.stopped_by.value}: {detail}" if detail else self.stopped_by.value
 
 
 @dataclass(frozen=True)
 class DrainResult:
     delivered: int = 0
     rejected: int = 0
-    discarded: int = 0
     last: PassResult | None = None
 
     def add(self, result: PassResult) -> DrainResult:
         return DrainResult(
-            self.delivered + result.delivered,
-            self.rejected + result.rejected,
-            self.discarded + result.discarded,
-            result,
+            self.delivered + result.delivered, self.rejected + result.rejected, result
         )
 
 
 SettingsSource = Callable[[], Settings]
-SenderFactory = Callable[[str, str], PosthogSender]
+InstanceIdSource = Callable[[], str | None]
+SenderFactory = Callable[[str, str], Sender]
+
+
+def _sdk_sender(api_key: str, host: str) -> Sender:
+    from slackonos_telemetry.telemetry.sender import PosthogSender
+
+    return PosthogSender(api_key, host)
 
 
 class Delivery:
-    """Sends the outbox; shared by the tracker thread, the shutdown and `flush`."""
+    """Sends one outbox; shared by the tracker thread, the shutdown and ``flush``."""
 
     def __init__(
         self,
         outbox: Outbox,
         settings: SettingsSource,
-        sender_factory: SenderFactory = PosthogSender,
+        instance_id: InstanceIdSource,
+        sender_factory: SenderFactory = _sdk_sender,
         once_log: OnceLog | None = None,
     ) -> None:
         self.outbox = outbox
         self._settings = settings
+        self._instance_id = instance_id
         self._sender_factory = sender_factory
-        self._sender: PosthogSender | None = None
+        self._sender: Sender | None = None
         self._once = once_log or OnceLog(log)
         # uuids PostHog accepted whose removal from the file failed: never sent again.
         self._accepted: set[str] = set()
@@ -103,7 +149,7 @@ class Delivery:
     def sender_ready(self) -> bool:
         return self._sender is not None
 
-    def prepare_sender(self, settings: Settings) -> PosthogSender:
+    def prepare_sender(self, settings: Settings) -> Sender:
         """The SDK client for these settings; the first call imports posthog."""
         sender = self._sender
         if sender is None or (sender.api_key, sender.host) != (settings.api_key, settings.host):
@@ -115,12 +161,20 @@ class Delivery:
         wait = self._not_before - time.monotonic()
         if wait > 0:  # PostHog's Retry-After holds for every caller, shutdown included
             told = SendResult(Outcome.RETRY, "PostHog asked us to wait", retry_after=wait)
-            return PassResult(failure=told, stopped_by="retry-after")
+            return PassResult(StopReason.RETRY_AFTER, failure=told)
+        settings = self._settings()
+        if not settings.enabled:
+            return PassResult(StopReason.DISABLED)
+        if settings.debug:
+            return PassResult(StopReason.DEBUG)
+        sender = self.prepare_sender(settings)  # slow the first time: before any lock
+        if deadline is not None and time.monotonic() >= deadline:
+            return PassResult(StopReason.DEADLINE)
         try:
             with self.outbox.sender_lock.hold(timeout=_bounded(wait_for_lock, deadline)):
-                return self._send_waiting(deadline)
+                return self._send_waiting(sender, deadline)
         except LockTimeout:
-            return PassResult(busy=True, stopped_by="another process is sending")
+            return PassResult(StopReason.BUSY)
 
     def drain(self, deadline: float) -> DrainResult:
         """Passes, with short pauses between failed ones, until the outbox is empty,
@@ -135,37 +189,28 @@ class Delivery:
             total = total.add(result)
             if not result.should_retry:
                 return total
-            retry_after = result.failure.retry_after if result.failure else None
+            retry_after = result.retry_after
             if retry_after and time.monotonic() + retry_after >= deadline:
                 return total  # the server asked us to wait past the deadline
             wait = max(pause, retry_after or 0.0)
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
             pause = min(pause * 2, DRAIN_MAX_PAUSE)
 
-    def _send_waiting(self, deadline: float | None) -> PassResult:
+    def _send_waiting(self, sender: Sender, deadline: float | None) -> PassResult:
         delivered = rejected = 0
-        unremovable: set[str] = set()
-        # The outbox is read again before each send: an opt-out or a reset-id that
-        # emptied it meanwhile is seen, and nothing it discarded is sent.
-        while (event := self._next_event(unremovable)) is not None:
-            settings = self._settings()
-            if not settings.enabled:
-                discarded = self.outbox.clear()
-                return PassResult(delivered, rejected, discarded, stopped_by="disabled")
-            if settings.debug:
-                return PassResult(delivered, rejected, stopped_by="debug")
+        batch_size = BATCH_SIZE
+        while True:
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
-                return PassResult(delivered, rejected, stopped_by="deadline")
-            event_uuid = str(event["uuid"])
-            if event_uuid in self._accepted:
-                if not self._forget_accepted(event_uuid):
-                    unremovable.add(event_uuid)
-                continue
-            timeout = DEFAULT_REQUEST_TIMEOUT if remaining is None else remaining
-            result = self.prepare_sender(settings).send(
-                event, min(timeout, DEFAULT_REQUEST_TIMEOUT)
-            )
+                return self._ended(StopReason.DEADLINE, delivered, rejected)
+            with self.outbox.sending(functools.partial(self._select, limit=batch_size)) as chosen:
+                if not chosen.send:
+                    blocked = chosen.blocked
+                    reason = blocked if isinstance(blocked, StopReason) else StopReason.EMPTY
+                    return self._ended(reason, delivered, rejected)
+                timeout = DEFAULT_REQUEST_TIMEOUT if remaining is None else remaining
+                result = sender.send(chosen.send, min(timeout, DEFAULT_REQUEST_TIMEOUT))
+            uuids = {event["uuid"] for event in chosen.send}
             if result.outcome is Outcome.RETRY:
                 self._once.warning(
                     "retry",
@@ -174,8 +219,10 @@ class Delivery:
                 )
                 if result.retry_after:
                     self._not_before = time.monotonic() + min(result.retry_after, MAX_RETRY_AFTER)
-                self._record(delivered)
-                return PassResult(delivered, rejected, failure=result, stopped_by="failure")
+                return self._ended(StopReason.FAILURE, delivered, rejected, result)
+            if result.outcome is Outcome.REJECTED and len(uuids) > 1:
+                batch_size = 1  # find the bad one: the rest of this pass goes one by one
+                continue
             if result.outcome is Outcome.REJECTED:
                 rejected += 1
                 self._once.warning(
@@ -184,36 +231,64 @@ class Delivery:
                     result.detail,
                 )
             else:
-                delivered += 1
+                delivered += len(uuids)
                 self._once.forget("retry")
-            self._accepted.add(event_uuid)
-            if not self._forget_accepted(event_uuid):
-                unremovable.add(event_uuid)
-        self._record(delivered)
-        return PassResult(delivered, rejected, stopped_by="empty")
+            self._accepted |= uuids
+            self._forget_accepted()
 
-    def _next_event(self, skip: set[str]) -> dict[str, Any] | None:
-        for event in self.outbox.pending():
-            if str(event["uuid"]) not in skip:
-                return event
-        return None
+    def _select(self, waiting: list[dict[str, Any]], limit: int) -> Selection:
+        """Under the outbox lock: what may be sent now, checked for the wire."""
+        settings = self._settings()
+        if not settings.enabled:
+            return Selection(blocked=StopReason.DISABLED)
+        if settings.debug:
+            return Selection(blocked=StopReason.DEBUG)
+        instance_id = self._instance_id()
+        selection = Selection()
+        for entry in waiting:
+            if entry.get("uuid") in self._accepted:
+                continue  # accepted before; its removal is retried below
+            try:
+                selection.send.append(checked_for_wire(entry, instance_id))
+            except Unsendable as why:
+                selection.unusable.append((entry, str(why)))
+                continue
+            if len(selection.send) >= limit:
+                break
+        if selection.unusable:
+            self._once.warning(
+                "unusable",
+                "telemetry outbox %s: dropped %d entries that may not be sent (%s)",
+                self.outbox.path,
+                len(selection.unusable),
+                selection.unusable[0][1],
+            )
+        return selection
 
-    def _forget_accepted(self, event_uuid: str) -> bool:
-        try:
-            self.outbox.remove(event_uuid)
-        except OSError as exc:
-            self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
-            return False
-        self._accepted.discard(event_uuid)
-        return True
-
-    def _record(self, delivered: int) -> None:
-        if not delivered:
+    def _forget_accepted(self) -> None:
+        if not self._accepted:
             return
         try:
-            self.outbox.record_delivery(datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.outbox.remove(set(self._accepted))
         except OSError as exc:
             self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
+            return
+        self._accepted.clear()
+
+    def _ended(
+        self,
+        reason: StopReason,
+        delivered: int,
+        rejected: int,
+        failure: SendResult | None = None,
+    ) -> PassResult:
+        if delivered:
+            try:
+                when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                self.outbox.record(lastDelivery=when)
+            except OSError as exc:
+                self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
+        return PassResult(reason, delivered, rejected, failure)
 
 
 def _remaining(deadline: float | None) -> float | None:

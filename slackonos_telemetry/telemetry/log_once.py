@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-TELEMETRY_THREAD_PREFIX = "slackonos-telemetry"
+from slackonos_telemetry.telemetry.threads import PREFIX as TELEMETRY_THREAD_PREFIX
 
 
 class OnceLog:

@@ -1,35 +1,52 @@
 """The durable outbox: events wait here, in a TinyDB file, until PostHog accepts them.
 
-An event is written before it is handed to the SDK and removed only once
-PostHog answered 2xx, so a crash, a kill or an outage loses nothing; it is sent
-again on the next start with its original uuid and timestamp.
+An event is written before it is handed to the SDK and removed only once PostHog
+answered 2xx to the POST, so a crash, a kill or an outage loses nothing; it is
+sent again on the next start with its original uuid and timestamp.
+
+Every change is one transaction under the outbox lock: the file is parsed once
+(and only if it changed since the last parse), changed in memory through TinyDB,
+and replaced once, atomically. The same file keeps the outbox's counters and the
+instance session (``session.py``).
+
+Three locks, always taken in this order (ARCHITECTURE.md):
+``.send``: held by the one process sending, for a whole pass;
+``.lock``: held for each transaction;
+``.wire``: taken under ``.lock`` when a batch has passed its last check, and
+held until its request is over. An opt-out empties the outbox under ``.lock``
+and then looks at ``.wire``: no request can start after that, and one already
+started is reported as such.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinydb import Query, TinyDB
+from tinydb import TinyDB
 from tinydb.table import Document, Table
 
 from slackonos_telemetry.config.jsonfile import JSONFileError
-from slackonos_telemetry.config.locking import PathLock, lock_for
-from slackonos_telemetry.config.storages import AtomicJSONStorage
-from slackonos_telemetry.telemetry.events import is_sendable
+from slackonos_telemetry.config.locking import DEFAULT_TIMEOUT_SECONDS, PathLock, lock_for
+from slackonos_telemetry.config.storages import BufferedJSONStorage, load_tables
+from slackonos_telemetry.telemetry.events import Event
 
 log = logging.getLogger(__name__)
 
 CAPACITY = 1000
 EVENTS_TABLE = "events"
 META_TABLE = "meta"
-META_DOC_ID = 1
+SESSION_TABLE = "session"
+ONLY_DOC_ID = 1
+# How long an opt-out waits for a request already on the wire before it answers.
+WIRE_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,136 +56,230 @@ class OutboxStats:
     last_delivery: str | None
 
 
+class Wire(enum.Enum):
+    """What an opt-out found on the wire when it emptied the outbox."""
+
+    IDLE = "idle"
+    FINISHED = "finished"  # a request was under way and ended while the opt-out waited
+    BUSY = "busy"  # a request is still under way: it may still reach PostHog
+
+
+@dataclass(frozen=True)
+class Cleared:
+    discarded: int
+    wire: Wire
+
+
+@dataclass
+class Selection:
+    """What a sender picked from the waiting events, under the outbox lock."""
+
+    send: list[Event] = field(default_factory=list)
+    unusable: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (entry, why)
+    blocked: enum.Enum | None = None  # why nothing may be sent now, in the sender's terms
+
+
+class OutboxTransaction:
+    """The outbox file inside one transaction, through TinyDB's tables."""
+
+    def __init__(self, database: TinyDB, capacity: int) -> None:
+        self.events: Table = database.table(EVENTS_TABLE)
+        self.meta: Table = database.table(META_TABLE)
+        self.session: Table = database.table(SESSION_TABLE)
+        self._capacity = capacity
+
+    def waiting(self) -> list[Document]:
+        """The stored entries, oldest first."""
+        return sorted(self.events.all(), key=lambda document: document.doc_id)
+
+    def add(self, event: Event) -> None:
+        overflow = len(self.events) + 1 - self._capacity
+        if overflow > 0:
+            oldest = [document.doc_id for document in self.waiting()[:overflow]]
+            self.events.remove(doc_ids=oldest)
+            self.change_meta(dropped=len(oldest))
+            log.warning(
+                "telemetry outbox full (%d events): dropped the %d oldest",
+                self._capacity,
+                len(oldest),
+            )
+        self.events.insert(dict(event))
+
+    def remove_uuids(self, uuids: set[str]) -> int:
+        found = [document.doc_id for document in self.events.all() if document.get("uuid") in uuids]
+        if found:
+            self.events.remove(doc_ids=found)
+        return len(found)
+
+    def read_meta(self) -> dict[str, Any]:
+        document = self.meta.get(doc_id=ONLY_DOC_ID)
+        return dict(document) if isinstance(document, dict) else {}
+
+    def change_meta(self, *, dropped: int = 0, **values: Any) -> None:
+        info = self.read_meta()
+        info["dropped"] = int(info.get("dropped", 0)) + dropped
+        info.update(values)
+        self.meta.upsert(Document(info, doc_id=ONLY_DOC_ID))
+
+    def read_session(self) -> dict[str, Any]:
+        document = self.session.get(doc_id=ONLY_DOC_ID)
+        return dict(document) if isinstance(document, dict) else {}
+
+    def write_session(self, state: dict[str, Any]) -> None:
+        self.session.truncate()
+        self.session.insert(Document(state, doc_id=ONLY_DOC_ID))
+
+
 class Outbox:
-    """Thread- and process-safe; every call re-reads the file under its lock."""
+    """The outbox of one config file; thread- and process-safe."""
 
     def __init__(self, path: Path, capacity: int = CAPACITY) -> None:
         self.path = path
         self.capacity = capacity
         self._lock = lock_for(path)
-        # Held while events are being sent, so two processes sharing this outbox
-        # (a bot and `flush`, or two bots) never send the same event twice.
-        self.sender_lock: PathLock = lock_for(path.with_name(path.name + ".send"))
+        self.sender_lock: PathLock = lock_for(path, ".send")
+        self.wire_lock: PathLock = lock_for(path, ".wire")
 
-    def add(self, event: dict[str, Any], still_wanted: Callable[[], bool] | None = None) -> bool:
+    # -- transactions ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[OutboxTransaction]:
+        """Under the outbox lock: the file as it is now, written once at the end if changed
+        (not when the block raises)."""
+        with self._lock.hold(timeout), self._opened() as (database, storage):
+            yield OutboxTransaction(database, self.capacity)
+            storage.commit()
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[tuple[TinyDB, BufferedJSONStorage]]:
+        try:
+            load_tables(self.path)
+        except JSONFileError as exc:
+            self._set_aside(exc.detail)
+        database = TinyDB(self.path, storage=BufferedJSONStorage)
+        storage = database.storage
+        assert isinstance(storage, BufferedJSONStorage)
+        yield database, storage
+
+    def _set_aside(self, problem: str) -> None:
+        # A damaged outbox must not stop telemetry for good: keep it for a person
+        # to look at, and start a fresh one.
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error("telemetry outbox %s: %s; moved it to %s", self.path, problem, aside.name)
+        os.replace(self.path, aside)
+
+    # -- the events ----------------------------------------------------------------
+
+    def add(self, event: Event, still_wanted: Callable[[], bool] | None = None) -> bool:
         """Store ``event``, dropping the oldest when full; False when not stored.
 
         ``still_wanted`` is asked under the lock, just before the write: an opt-out
         or a reset-id saves the config first and then empties the outbox under this
         lock, so an event made just before one can never outlive it here.
         """
-        with self._session() as (events, meta):
+        with self.transaction() as outbox:
             if still_wanted is not None and not still_wanted():
                 return False
-            overflow = len(events) + 1 - self.capacity
-            dropped_ids = sorted(document.doc_id for document in events.all())[: max(overflow, 0)]
-            if dropped_ids:
-                events.remove(doc_ids=dropped_ids)
-                _bump_meta(meta, dropped=len(dropped_ids))
-                log.warning(
-                    "telemetry outbox full (%d events): dropped the %d oldest",
-                    self.capacity,
-                    len(dropped_ids),
-                )
-            events.insert(dict(event))
+            outbox.add(event)
             return True
 
     def pending(self) -> list[dict[str, Any]]:
-        """The waiting events, oldest first. An entry that cannot be sent (hand-edited,
-        half-written by an old version) is dropped with one log line, so it never
-        blocks the events behind it."""
-        events = self._snapshot().get(EVENTS_TABLE, {})
-        ordered = [events[key] for key in sorted(events, key=_doc_number)]
-        sendable = [dict(event) for event in ordered if is_sendable(event)]
-        if len(sendable) != len(ordered):
-            self._drop_unsendable()
-        return sendable
-
-    def _drop_unsendable(self) -> None:
-        with self._session() as (events, _meta):
-            bad = [document.doc_id for document in events.all() if not is_sendable(document)]
-            if bad:
-                events.remove(doc_ids=bad)
-                log.warning("telemetry outbox %s: dropped %d unusable entries", self.path, len(bad))
-
-    def remove(self, event_uuid: str) -> None:
-        with self._session() as (events, _meta):
-            events.remove(Query().uuid == event_uuid)
-
-    def record_delivery(self, when: str) -> None:
-        with self._session() as (_events, meta):
-            _bump_meta(meta, last_delivery=when)
-
-    def clear(self) -> int:
-        """Empty the outbox now; returns how many events were discarded."""
-        if not self.path.exists():
-            return 0
-        with self._session() as (events, _meta):
-            count = len(events)
-            if count:
-                events.truncate()
-            return count
+        """The stored entries, oldest first, as they are (checked only when sent).
+        Lock-free: a write replaces the file whole, so a read sees one version."""
+        events = self._tables().get(EVENTS_TABLE, {})
+        return [dict(events[key]) for key in sorted(events, key=_doc_number)]
 
     def stats(self) -> OutboxStats:
-        snapshot = self._snapshot()
-        info = snapshot.get(META_TABLE, {}).get(str(META_DOC_ID), {})
+        tables = self._tables()
+        info = tables.get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
         return OutboxStats(
-            pending=len(snapshot.get(EVENTS_TABLE, {})),
-            dropped=int(info.get("dropped", 0)),
-            last_delivery=info.get("lastDelivery"),
+            pending=len(tables.get(EVENTS_TABLE, {})),
+            dropped=_count(info.get("dropped")),
+            last_delivery=_text(info.get("lastDelivery")),
         )
 
-    def _snapshot(self) -> dict[str, dict[str, Any]]:
-        # Lock-free: writes replace the file whole, so a read sees one version of it.
-        # Works in a read-only folder too, where the lock file cannot be made.
-        try:
-            data = AtomicJSONStorage(self.path).read() or {}
-        except JSONFileError:
-            return {}
-        if not _well_formed(data):
-            return {}
-        return data
+    def last_run(self) -> dict[str, Any]:
+        """What the bot last ran with (``app_version``, ``release``), as the tracker recorded."""
+        info = self._tables().get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
+        found = info.get("lastRun")
+        return dict(found) if isinstance(found, dict) else {}
+
+    def remove(self, uuids: set[str]) -> int:
+        with self.transaction() as outbox:
+            return outbox.remove_uuids(uuids)
+
+    def record(self, **values: Any) -> None:
+        with self.transaction() as outbox:
+            outbox.change_meta(**values)
+
+    def trim(self) -> int:
+        """Bring an over-full file (an older version's, a hand edit) down to the cap once."""
+        with self.transaction() as outbox:
+            overflow = len(outbox.events) - self.capacity
+            if overflow <= 0:
+                return 0
+            oldest = [document.doc_id for document in outbox.waiting()[:overflow]]
+            outbox.events.remove(doc_ids=oldest)
+            outbox.change_meta(dropped=overflow)
+        log.warning(
+            "telemetry outbox held more than %d events: dropped the %d oldest",
+            self.capacity,
+            overflow,
+        )
+        return overflow
+
+    def clear(self, wire_wait: float = WIRE_WAIT_SECONDS) -> Cleared:
+        """Empty the outbox now. Still under its lock (so no request can start), look at
+        the wire: a request that started before may still be under way."""
+        if not self.path.exists():
+            return Cleared(0, Wire.IDLE)
+        with self.transaction() as outbox:
+            count = len(outbox.events)
+            if count:
+                outbox.events.truncate()
+            if not self.wire_lock.busy():
+                wire = Wire.IDLE
+            else:
+                wire = Wire.BUSY if self.wire_lock.busy(wire_wait) else Wire.FINISHED
+        return Cleared(count, wire)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[tuple[Table, Table]]:
-        with self._lock.hold():
-            self._set_aside_if_damaged()
-            database = TinyDB(self.path, storage=AtomicJSONStorage)
-            yield database.table(EVENTS_TABLE), database.table(META_TABLE)
+    def sending(self, select: Callable[[list[dict[str, Any]]], Selection]) -> Iterator[Selection]:
+        """The last check before a request: under the outbox lock, ``select`` picks what
+        to send from what waits now (and names unusable entries, removed at once); if
+        it picked anything, the wire lock is taken before the outbox lock is let go and
+        held until the block ends (the request)."""
+        with contextlib.ExitStack() as wire:
+            with self.transaction() as outbox:
+                stored = outbox.waiting()
+                entries = [dict(document) for document in stored]
+                doc_ids = {
+                    id(entry): document.doc_id
+                    for entry, document in zip(entries, stored, strict=True)
+                }
+                selection = select(entries)
+                if selection.unusable:
+                    outbox.events.remove(
+                        doc_ids=[doc_ids[id(entry)] for entry, _ in selection.unusable]
+                    )
+                if selection.send:
+                    wire.enter_context(self.wire_lock.hold())
+            yield selection
 
-    def _set_aside_if_damaged(self) -> None:
-        # A damaged outbox must not stop telemetry for good: keep it for a person
-        # to look at, and start a fresh one.
+    def _tables(self) -> dict[str, Any]:
         try:
-            data = AtomicJSONStorage(self.path).read()
-        except JSONFileError as exc:
-            problem = exc.detail
-        else:
-            if data is None or _well_formed(data):
-                return
-            problem = "its tables or entries are not JSON objects"
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("telemetry outbox %s: %s; moved it to %s", self.path, problem, aside.name)
-        os.replace(self.path, aside)
-
-
-def _well_formed(data: dict[str, Any]) -> bool:
-    # TinyDB needs every table, and every entry in it, to be an object.
-    tables = data.values()
-    return all(
-        isinstance(table, dict) and all(isinstance(entry, dict) for entry in table.values())
-        for table in tables
-    )
+            return load_tables(self.path) or {}
+        except JSONFileError:
+            return {}
 
 
 def _doc_number(key: str) -> int:
     return int(key) if key.isdigit() else 0
 
 
-def _bump_meta(meta: Table, *, dropped: int = 0, last_delivery: str | None = None) -> None:
-    current = meta.get(doc_id=META_DOC_ID)
-    info: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
-    info["dropped"] = int(info.get("dropped", 0)) + dropped
-    if last_delivery is not None:
-        info["lastDelivery"] = last_delivery
-    meta.upsert(Document(info, doc_id=META_DOC_ID))
+def _count(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,10 +1,13 @@
-"""The tracker: startup, heartbeat and shutdown events, delivered from a background thread.
+"""The tracker: one config file's telemetry in this process, on a thread of its own.
 
-What the bot's main thread pays is ``start()``: one thread started, nothing
-read, nothing imported. The thread reads the settings, makes the events, and
-imports posthog only when there is something to send and the bot has been
-quiet for a moment, so the SDK's import never competes with the bot's first
-commands for the GIL.
+What a host's thread pays is ``start()``: one thread started, nothing read,
+nothing imported. The thread reads the settings, joins the instance (which may
+make ``startup``), makes heartbeats on the instance's schedule, and delivers
+the outbox; it imports posthog only when there is something to send and the bot
+is quiet, so the import never competes with the bot's first commands.
+
+No failure ends the thread: each turn of its loop is guarded, a failure is
+logged once, and the loop goes on with backoff.
 """
 
 from __future__ import annotations
@@ -20,33 +23,32 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.identity import ensure_instance_id, existing_instance_id
+from slackonos_telemetry.config.identity import current_instance_id, ensure_instance_id
 from slackonos_telemetry.config.paths import outbox_path_for
 from slackonos_telemetry.config.settings import Settings, resolve_settings
 from slackonos_telemetry.config.store import ConfigStore
-from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy
-from slackonos_telemetry.telemetry.events import (
-    HEARTBEAT,
-    SHUTDOWN,
-    STARTUP,
-    RuntimeFacts,
-    make_event,
-)
-from slackonos_telemetry.telemetry.log_once import TELEMETRY_THREAD_PREFIX, OnceLog
+from slackonos_telemetry.telemetry import shutdown as process_shutdown
+from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy, StopReason
+from slackonos_telemetry.telemetry.events import Event, EventName, RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.log_once import OnceLog
 from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.release import resolve_release
+from slackonos_telemetry.telemetry.session import ExitKind, InstanceSession
+from slackonos_telemetry.telemetry.threads import PREFIX as TELEMETRY_THREAD_PREFIX
+from slackonos_telemetry.telemetry.threads import start_thread
 
 log = logging.getLogger(__name__)
 
-# How long the bot must have been up, and quiet, before posthog is imported.
-IMPORT_AFTER_SECONDS = 1.0
-QUIET_SECONDS = 0.3
-IMPORT_AT_LATEST_SECONDS = 10.0
 # While events wait, how often a hand-edited opt-out is looked for.
 CONFIG_POLL_SECONDS = 2.0
 
 
 class Tracker:
+    """The startup, heartbeat and shutdown events of one config file, delivered through its
+    outbox. Thread-safe; ``start``, ``note_activity``, ``refresh`` and ``shutdown`` are
+    cheap and never raise."""
+
     def __init__(
         self,
         config_path: Path,
@@ -55,7 +57,7 @@ class Tracker:
         release: str | None = None,
         environ: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
-        import_after_seconds: float = IMPORT_AFTER_SECONDS,
+        quiet: QuietGate | None = None,
         debug_stream: TextIO | None = None,
     ) -> None:
         self.config_path = config_path
@@ -63,37 +65,37 @@ class Tracker:
         self._release_argument = release
         self._environ = environ
         self._retry_policy = retry_policy or RetryPolicy()
-        self._import_after = import_after_seconds
+        self.quiet = quiet or QuietGate()
         self._debug_stream = debug_stream
         self.outbox = Outbox(outbox_path_for(config_path))
+        self.session = InstanceSession(self.outbox)
         self._once = OnceLog(log)
-        self.delivery = Delivery(self.outbox, self.settings, once_log=self._once)
+        self.delivery = Delivery(
+            self.outbox, self.settings, self.instance_id_now, once_log=self._once
+        )
         self._facts: RuntimeFacts | None = None
         self._facts_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._shutdown_done = threading.Event()
-        self._shutdown_lock = threading.Lock()
-        self._shutdown_deadline: float | None = None
-        self._startup_lock = threading.Lock()
-        self._startup_made = False
-        self.started_at = time.monotonic()
-        self._last_activity = 0.0
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stop_result = False
 
-    # -- called from the host's threads: cheap, never raising ---------------
+    # -- from the host's threads: cheap, never raising --------------------------------
 
-    def start(self, started_at: float | None = None) -> None:
-        """``started_at``: when the bot started (monotonic), if earlier than now."""
+    def start(self) -> None:
         if self._thread is not None:
             return
-        self.started_at = time.monotonic() if started_at is None else started_at
-        self._thread = threading.Thread(target=self._run, name=TELEMETRY_THREAD_PREFIX, daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, TELEMETRY_THREAD_PREFIX)
+
+    @property
+    def started_at(self) -> float:
+        """When the bot started (monotonic): the run of a new instance counts from here."""
+        return self.quiet.started_at
 
     def note_activity(self) -> None:
-        """The bot is handling something: the SDK import waits until it is quiet."""
-        self._last_activity = time.monotonic()
+        self.quiet.note_activity()
 
     def refresh(self) -> None:
         """Settings changed in this process: act on them now, not at the next poll."""
@@ -105,191 +107,175 @@ class Tracker:
 
     @property
     def uptime_seconds(self) -> float:
+        """The instance's run so far (this bot's, until it joined the instance)."""
+        if self.session.joined:
+            return self.session.seconds_running()
         return time.monotonic() - self.started_at
 
     def settings(self) -> Settings:
         return resolve_settings(self.config_path, self._environ)
 
+    def instance_id_now(self) -> str | None:
+        return current_instance_id(ConfigStore(self.config_path))
+
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Make the shutdown event and try to deliver it, for at most ``timeout``
-        seconds (default TELEMETRY_SHUTDOWN_TIMEOUT). Idempotent, never raises.
-        True when everything waiting was delivered (or nothing had to be)."""
+        """Stop now, delivering the shutdown event for at most ``timeout`` seconds
+        (default TELEMETRY_SHUTDOWN_TIMEOUT). Idempotent, never raises. True when
+        everything waiting was delivered (or nothing had to be)."""
         try:
-            with self._shutdown_lock:
-                first_call = self._shutdown_deadline is None
-                if self._shutdown_deadline is None:
-                    seconds = self.settings().shutdown_timeout if timeout is None else timeout
-                    self._shutdown_deadline = time.monotonic() + seconds
-                deadline = self._shutdown_deadline
-                self._stopping.set()
-                self._wake.set()
-            if first_call:
-                self._start_shutdown_work(deadline)
-            return self._shutdown_done.wait(max(0.0, deadline - time.monotonic()))
+            seconds = self.settings().shutdown_timeout if timeout is None else timeout
+            return self.stop_for_exit(time.monotonic() + seconds, ExitKind.EXPLICIT.value)
         except Exception:
-            log.exception("telemetry shutdown failed")
+            log.exception("telemetry shutdown failed; the bot is not affected")
             return False
 
-    # -- events --------------------------------------------------------------
+    def stop_for_exit(self, deadline: float, how: str) -> bool:
+        """The process is stopping (``shutdown.Participant``): leave the instance, making
+        its shutdown event if this process is the last, and deliver until ``deadline``."""
+        with self._stop_lock:
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            self._wake.set()
+        if first:
+            self._stop_result = self._finish(deadline, ExitKind(how))
+            self._stopped.set()
+        else:
+            self._stopped.wait(max(0.0, deadline - time.monotonic()))
+        return self._stopped.is_set() and self._stop_result
+
+    # -- events ----------------------------------------------------------------------
 
     def facts(self) -> RuntimeFacts:
+        """What every event says about where it runs (may run `git describe` once)."""
         with self._facts_lock:
             if self._facts is None:
                 release = resolve_release(self.settings().release_override, self._release_argument)
                 self._facts = RuntimeFacts.gather(self.app_version, release)
             return self._facts
 
-    def preview(self, name: str) -> dict[str, Any]:
-        """The event ``name`` as it would be handed to the SDK now. Writes nothing
-        while telemetry is off."""
-        settings = self.settings()
-        store = ConfigStore(self.config_path)
-        if settings.enabled:
-            instance_id = ensure_instance_id(store).value
-        else:
-            instance_id = existing_instance_id(store) or "(made on first use while enabled)"
-        return make_event(name, instance_id, self.facts(), self.uptime_seconds)
-
-    def _emit_startup_once(self) -> None:
-        with self._startup_lock:
-            if not self._startup_made:
-                self._startup_made = True
-                self._emit(STARTUP)
-
-    def _emit(self, name: str) -> bool:
-        """Make event ``name`` if telemetry is on: to the outbox, or in debug to stderr.
-        False when nothing was made; never raises."""
-        try:
-            return self._make_event(name)
-        except Exception as exc:
-            self._once.warning("emit", "telemetry: could not record the %s event: %s", name, exc)
-            return False
-
-    def _make_event(self, name: str) -> bool:
+    def _emit(self, name: EventName, seconds_running: float) -> Event | None:
+        """Called by the session under the outbox lock: the event to store, or None when
+        telemetry is off (or debug printed it)."""
         settings = self.settings()
         if not settings.enabled:
-            return False
-        store = ConfigStore(self.config_path)
-        instance = ensure_instance_id(store)
-        event = make_event(name, instance.value, self.facts(), self.uptime_seconds)
+            return None
+        instance_id = self.instance_id_now()
+        if instance_id is None:
+            return None
+        event = make_event(name, instance_id, self.facts(), seconds_running)
         if settings.debug:
-            self._print_debug(event)
-            return True
+            stream = self._debug_stream or sys.stderr
+            stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+            stream.flush()
+            return None
+        return event
 
-        def still_wanted() -> bool:
-            if not self.settings().enabled:
-                return False
-            return not instance.persisted or existing_instance_id(store) == instance.value
+    def _ready_to_make_events(self) -> Settings:
+        settings = self.settings()
+        if settings.enabled:
+            ensure_instance_id(ConfigStore(self.config_path))
+            self.facts()  # before any outbox lock: it may start `git describe`
+        return settings
 
-        return self.outbox.add(event, still_wanted)
-
-    def _print_debug(self, event: dict[str, Any]) -> None:
-        stream = self._debug_stream or sys.stderr
-        stream.write(json.dumps(event, separators=(",", ":")) + "\n")
-        stream.flush()
-
-    # -- the background thread ---------------------------------------------------
+    # -- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:
-            log.exception("telemetry stopped after an unexpected error; the bot is not affected")
-
-    def _loop(self) -> None:
         settings = self.settings()
         for warning in settings.warnings:
             log.warning("telemetry: %s", warning)
         if settings.reason and not settings.enabled:
             log.info("telemetry off: %s", settings.reason)
-        self._emit_startup_once()
-        interval = settings.heartbeat_seconds
-        next_heartbeat = self.started_at + interval
         failures = 0
-        next_attempt = 0.0
+        next_attempt = next_beat = 0.0
+        recorded = False
         while not self._stopping.is_set():
             now = time.monotonic()
-            if now >= next_heartbeat:
-                self._emit(HEARTBEAT)
-                # On schedule from the start, never from "now": no drift, and
-                # slots missed while asleep are skipped, not sent in a burst.
-                while next_heartbeat <= now:
-                    next_heartbeat += interval
-            settings = self.settings()
             try:
+                settings = self._ready_to_make_events()
+                if not self.session.joined:
+                    self.outbox.trim()
+                    self.session.join(self.started_at, self._emit)
+                if not recorded and settings.enabled:
+                    self._record_run()
+                    recorded = True
+                next_beat = self.session.heartbeat_if_due(settings.heartbeat_seconds, self._emit)
                 waiting = self._handle_waiting(settings, now, next_attempt)
-            except Exception as exc:  # a broken outbox file or folder: back off, go on
-                self._once.warning("loop", "telemetry: cannot use the outbox: %s", exc)
-                waiting = PassResult(busy=True, stopped_by=str(exc))
-            if waiting is not None:
-                failures = failures + 1 if waiting.should_retry else 0
-                retry_after = waiting.failure.retry_after if waiting.failure else None
-                delay = self._retry_policy.delay(failures, retry_after) if failures else 0.0
-                next_attempt = time.monotonic() + delay
-            wake_at = self._next_wake(settings, next_heartbeat, next_attempt)
+                if waiting is not None:
+                    failures = failures + 1 if waiting.should_retry else 0
+                    delay = (
+                        self._retry_policy.delay(failures, waiting.retry_after) if failures else 0
+                    )
+                    next_attempt = time.monotonic() + delay
+            except Exception as exc:
+                failures += 1
+                self._once.warning(
+                    "loop", "telemetry: %s: %s; trying again later", type(exc).__name__, exc
+                )
+                log.debug("telemetry loop failure", exc_info=True)
+                next_attempt = time.monotonic() + self._retry_policy.delay(failures)
+                next_beat = max(next_beat, next_attempt)
+            else:
+                if failures == 0:
+                    self._once.forget("loop")
+            wake_at = self._next_wake(settings, next_beat, next_attempt)
             self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
+
+    def _record_run(self) -> None:
+        """What this bot runs with, for the CLI's preview (beside the outbox, not in the
+        user's config)."""
+        facts = self.facts()
+        self.outbox.record(lastRun={"app_version": facts.app_version, "release": facts.release})
 
     def _handle_waiting(
         self, settings: Settings, now: float, next_attempt: float
     ) -> PassResult | None:
         """Empty the outbox when off; send it when due. None when nothing was tried."""
         if not settings.enabled:
-            discarded = self.outbox.clear()
-            if discarded:
-                log.info("telemetry off: discarded %d waiting event(s)", discarded)
+            cleared = self.outbox.clear(wire_wait=0.0)
+            if cleared.discarded:
+                log.info("telemetry off: discarded %d waiting event(s)", cleared.discarded)
             return None
         if settings.debug or now < next_attempt or not self.outbox.stats().pending:
             return None
-        if not self.delivery.sender_ready and not self._may_import(now):
+        if not self.delivery.sender_ready and not self.quiet.is_open(now):
             return None
         return self.delivery.run_pass()
 
-    def _may_import(self, now: float) -> bool:
-        running = now - self.started_at
-        if running >= IMPORT_AT_LATEST_SECONDS:
-            return True
-        return running >= self._import_after and now - self._last_activity >= QUIET_SECONDS
-
-    def _next_wake(self, settings: Settings, next_heartbeat: float, next_attempt: float) -> float:
+    def _next_wake(self, settings: Settings, next_beat: float, next_attempt: float) -> float:
         now = time.monotonic()
-        wake_at = next_heartbeat
+        wake_at = next_beat if next_beat > 0 else now + settings.heartbeat_seconds
         if settings.enabled and not settings.debug and self.outbox.stats().pending:
             wake_at = min(wake_at, now + CONFIG_POLL_SECONDS)
-            if self.delivery.sender_ready:
+            if self.delivery.sender_ready or self.quiet.is_open(now):
                 wake_at = min(wake_at, max(next_attempt, now))
             else:
-                wake_at = min(wake_at, now + QUIET_SECONDS / 2)
+                wake_at = min(wake_at, now + 0.15)
         return wake_at
 
-    # -- shutdown ---------------------------------------------------------------
+    # -- stopping ----------------------------------------------------------------------
 
-    def _start_shutdown_work(self, deadline: float) -> None:
-        # A thread of its own: the main thread (often inside a signal handler)
-        # only waits, with a timeout, and never re-enters a lock it may hold.
-        worker = threading.Thread(
-            target=self._shutdown_work,
-            args=(deadline,),
-            name=f"{TELEMETRY_THREAD_PREFIX}-shutdown",
-            daemon=True,
-        )
+    def _finish(self, deadline: float, kind: ExitKind) -> bool:
         try:
-            worker.start()
-        except RuntimeError:  # threads can no longer start this late in exit
-            self._shutdown_work(deadline)
+            settings = self._ready_to_make_events()
+            if not self.session.joined and self._thread is not None:
+                # Stopped within the bot's first moments: it did start, so say so.
+                self.session.join(self.started_at, self._emit, timeout=_until(deadline))
+            ended = self.session.leave(kind, deadline, self._emit)
+            if not settings.enabled:
+                self.outbox.clear(wire_wait=0.0)  # an opt-out at the very end leaves nothing
+                return True
+            if not ended or settings.debug:
+                return True
+            result = self.delivery.drain(deadline)
+            return result.last is None or result.last.stopped_by is StopReason.EMPTY
+        except Exception as exc:
+            log.warning("telemetry shutdown event not delivered: %s; the bot is not affected", exc)
+            return False
 
-    def _shutdown_work(self, deadline: float) -> None:
-        try:
-            if self._thread is not None:
-                self._emit_startup_once()  # a bot stopped within its first moments
-            if self._emit(SHUTDOWN):
-                self.delivery.drain(deadline)
-            elif not self.settings().enabled:
-                self.outbox.clear()  # an opt-out at the very end leaves nothing behind
-        except Exception:
-            log.exception("telemetry shutdown event failed; the bot is not affected")
-        finally:
-            self._shutdown_done.set()
+
+def _until(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 _trackers: dict[str, Tracker] = {}
@@ -297,11 +283,19 @@ _trackers_guard = threading.Lock()
 
 
 def tracker_for(config_path: Path, **options: Any) -> tuple[Tracker, bool]:
-    """The process's one tracker for this config file; True when made just now."""
-    key = os.path.abspath(config_path)
+    """The process's one running tracker for this config file; True when made just now."""
+    key = os.path.realpath(config_path)
     with _trackers_guard:
         tracker = _trackers.get(key)
         if tracker is not None and not tracker.stopped:
             return tracker, False
         tracker = _trackers[key] = Tracker(config_path, **options)
-        return tracker, True
+    process_shutdown.participate(tracker)
+    return tracker, True
+
+
+def forget_trackers_after_fork() -> None:
+    """In a forked child: the parent's trackers have no thread here; new ones are made."""
+    global _trackers_guard
+    _trackers.clear()
+    _trackers_guard = threading.Lock()

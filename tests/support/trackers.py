@@ -22,11 +22,12 @@ from typing import Any
 
 from slackonos_telemetry.telemetry.delivery import RetryPolicy
 from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.tracker import Tracker
-from tests.conftest import clean_environ, run_cli
-from tests.servers.posthog_capture import CaptureServer
+from tests.support.capture import CaptureServer
+from tests.support.environment import clean_environ, run_cli
 
-HOST_SCRIPT = Path(__file__).parent / "hosts" / "tracker_host.py"
+HOST_SCRIPT = Path(__file__).parent / "tracker_host.py"
 OUTBOX_FILE_NAME = "telemetry-outbox.json"  # SPEC section 4
 TEST_API_KEY = "phc_test_key_for_the_capture_server"
 
@@ -68,17 +69,6 @@ HOST_START_TIMEOUT = 20.0
 
 
 # -- waiting -------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 # -- files ---------------------------------------------------------------------
@@ -192,7 +182,7 @@ def running_tracker(
         app_version=app_version,
         environ=tracker_environ(server_url, **dict(env or {})),
         retry_policy=retry_policy,
-        import_after_seconds=0.0,
+        quiet=QuietGate(after_seconds=0.0),
     )
     tracker.start()
     try:
@@ -205,7 +195,7 @@ def running_tracker(
 
 
 class Host:
-    """tests/hosts/tracker_host.py running; its output lines collected by threads."""
+    """tests/support/tracker_host.py running; its output lines collected by threads."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process

@@ -1,6 +1,6 @@
 """A small bot stand-in for subprocess tests: a Tracker on a config file, hooked to shutdown.
 
-    python tests/hosts/tracker_host.py --config PATH [--own exit3|print|ignore]
+    python tests/support/tracker_host.py --config PATH [--own exit3|print|ignore]
         [--own-signals TERM,INT] [--import-after S] [--retry-base S] [--retry-cap S]
         [--app-version V]
 
@@ -141,18 +141,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Registered before the tracker's hook, so it runs after it (atexit is LIFO).
     atexit.register(lambda: say("final", **modules_report()))
 
+    from slackonos_telemetry.telemetry import shutdown
     from slackonos_telemetry.telemetry.delivery import RetryPolicy
-    from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
+    from slackonos_telemetry.telemetry.quiet import QuietGate
     from slackonos_telemetry.telemetry.tracker import Tracker
 
+    before = {signum: signal.getsignal(signum) for signum in _SIGNALS.values()}
     tracker = Tracker(
         Path(args.config),
         app_version=args.app_version,
         retry_policy=RetryPolicy(args.retry_base, args.retry_cap),
-        import_after_seconds=args.import_after,
+        quiet=QuietGate(after_seconds=args.import_after),
     )
     tracker.start()
-    hooked = install_shutdown_hooks(tracker.shutdown)
+    shutdown.participate(tracker)
+    shutdown.install()
+    hooked = [signum for signum, handler in before.items() if signal.getsignal(signum) != handler]
     print("ready", flush=True)
     say("hooked", signals=[signal.Signals(s).name for s in hooked], pid=os.getpid())
     try:

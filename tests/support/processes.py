@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, BOT_USER_ID, TEAM_ID
-from tests import slack_wire
-from tests.conftest import clean_environ
+from tests.support import signing
+from tests.support.environment import clean_environ
 
 PROG_ERROR = "slackonos-telemetry: error: "
 ADMIN_USER = "U0ADMIN01"
@@ -35,7 +35,6 @@ APP_TOKEN = "xapp-1-A0TEST-1234-abcdef"
 WAIT = 15.0  # upper bound of any single wait for the bot to do something
 REAP = 20.0  # upper bound for a process to end once told to
 SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
-EXIT_SLACK = 1.0  # the contract: SIGTERM/EOF to exit within the shutdown timeout + 1 s
 BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
 
 _numbers = itertools.count(1)
@@ -256,11 +255,11 @@ def connects(host: str, port: int) -> bool:
 def signed_headers(
     body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
-    return slack_wire.signed_headers(body, secret, timestamp)
+    return signing.signed_headers(body, secret, timestamp)
 
 
 def post_json(url: str, body: str, headers: Mapping[str, str]) -> int:
-    return slack_wire.post(url, body, headers)
+    return signing.post(url, body, headers)
 
 
 # -- Slack payloads -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Nothing is mocked: requests are signed the way Slack signs them and POSTed to
 the app's HTTP endpoint, the plugin answers through a real ``WebClient`` to
-``LocalSlack`` (which records every Web API call), telemetry goes to a local
+``SlackStandIn`` (which records every Web API call), telemetry goes to a local
 PostHog capture server, and the config is a real JSON file in a temp dir.
 """
 
@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import re
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,11 +33,11 @@ from slackonos_telemetry.run.local_slack import (
     GENERAL_CHANNEL_ID,
     TEAM_ID,
     ApiCall,
-    LocalSlack,
 )
-from slackonos_telemetry.telemetry.log_once import TELEMETRY_THREAD_PREFIX
-from tests import slack_wire
-from tests.servers.posthog_capture import ACCEPT, CaptureServer
+from slackonos_telemetry.slack.worker import worker
+from tests.support import signing
+from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.slack_api import SlackStandIn
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN = ADMIN_CHANNEL_ID
@@ -116,17 +115,6 @@ def outbox_events(config_path: Path) -> list[dict[str, Any]]:
             if isinstance(document, dict) and "uuid" in document and "event" in document:
                 found.append(document)
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT_SECONDS) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes (a bounded wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
 
 
 def message_event(
@@ -241,11 +229,11 @@ def click_payload(
 def signature_headers(
     body: str, secret: str = SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
-    return slack_wire.signed_headers(body, secret, timestamp)
+    return signing.signed_headers(body, secret, timestamp)
 
 
 def post(url: str, body: str, content_type: str, headers: dict[str, str]) -> int:
-    return slack_wire.post(url, body, headers, content_type)
+    return signing.post(url, body, headers, content_type)
 
 
 def code_block(text: str) -> str:
@@ -278,7 +266,7 @@ def button_label(button: dict[str, Any]) -> str:
 class Bot:
     """One Bolt app with the plugin, served over HTTP on 127.0.0.1."""
 
-    def __init__(self, app: App, plugin: Any, server: BoltHttpServer, slack: LocalSlack) -> None:
+    def __init__(self, app: App, plugin: Any, server: BoltHttpServer, slack: SlackStandIn) -> None:
         self.app = app
         self.plugin = plugin
         self.server = server
@@ -329,6 +317,8 @@ class Bot:
         was given is finished (its executor is shut down, so this is the bot's last
         request). Use it before asserting that something did NOT happen."""
         marker = self.answer("telemetry status")
+        # The plugin's worker runs its jobs in order: once a no-op ran, all before it did.
+        worker.submit(lambda: None).result(WAIT_SECONDS)
         self.app.listener_runner.listener_executor.shutdown(wait=True)
         return marker
 
@@ -344,24 +334,8 @@ class Bot:
             self.server.stop()
 
 
-def join_plugin_side_threads(before: set[threading.Thread]) -> list[threading.Thread]:
-    """Wait for the short-lived threads the plugin started (the first-run notice),
-    not the long-lived tracker; returns them."""
-    started = [
-        thread
-        for thread in threading.enumerate()
-        if thread not in before
-        and thread.name.startswith(TELEMETRY_THREAD_PREFIX)
-        and thread.name != TELEMETRY_THREAD_PREFIX
-    ]
-    for thread in started:
-        thread.join(WAIT_SECONDS)
-        assert not thread.is_alive(), f"{thread.name} still running"
-    return started
-
-
 class Testbed:
-    """LocalSlack + a PostHog capture server + any number of bots; closes them all."""
+    """SlackStandIn + a PostHog capture server + any number of bots; closes them all."""
 
     __test__ = False
 
@@ -375,10 +349,9 @@ class Testbed:
     ) -> None:
         self.monkeypatch = monkeypatch
         self.config_path = config_path
-        self.slack = LocalSlack(channels)
+        self.slack = SlackStandIn(channels)
         self.capture = CaptureServer(capture_mode)
         self.bots: list[Bot] = []
-        self.notice_threads: list[threading.Thread] = []
         monkeypatch.setenv("TELEMETRY_HOST", self.capture.url)
         monkeypatch.setenv("TELEMETRY_SHUTDOWN_TIMEOUT", str(SHUTDOWN_SECONDS))
 
@@ -410,7 +383,6 @@ class Testbed:
         app = app or self.new_app()
         if setup is not None:
             setup(app)
-        before = set(threading.enumerate())
         if install is not None:
             plugin = install(app)
         else:
@@ -422,7 +394,6 @@ class Testbed:
         # The plugin's background start (tracker, first-run notice) waits for a quiet
         # moment; tests need it done before they look.
         assert getattr(plugin, "start_now", lambda _t: True)(WAIT_SECONDS), "plugin never started"
-        self.notice_threads = join_plugin_side_threads(before)
         return bot
 
     def close(self) -> None:

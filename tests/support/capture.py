@@ -1,39 +1,65 @@
 """A PostHog-compatible capture server on 127.0.0.1, for tests and benchmarks.
 
-It speaks the part of PostHog's ingestion API the official SDK uses
-(``POST /batch/``, ``/i/v0/e/``, ``/capture/``, gzip or plain JSON), records
-every event it accepts, and can be switched at run time to answer 500, 429
-with Retry-After, 401, to refuse connections, or to accept and never answer.
+It speaks the part of PostHog's ingestion API the official SDK uses (``POST
+/batch/``, gzip or plain JSON; the parsing is the console stand-in's own),
+records every request and every event it accepts, and can be switched at run
+time to answer 500, 429 with Retry-After, 401, 408, a redirect, to reject any
+batch holding a given uuid, to refuse connections, or to accept and never answer.
 Every wait inside it is bounded, and ``close()`` ends every connection.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from slackonos_telemetry.run.http_server import BackgroundServer
+from slackonos_telemetry.run.local_posthog import decode_capture, events_of
 
 ACCEPT = "accept"
 ERROR_500 = "500"
 RATE_LIMITED = "429"
 UNAUTHORIZED = "401"
+TIMEOUT_408 = "408"
+REDIRECT_301 = "301"
+REDIRECT_302 = "302"
+REDIRECT_307 = "307"
 REFUSE = "refuse"
 HANG = "hang"
-MODES = (ACCEPT, ERROR_500, RATE_LIMITED, UNAUTHORIZED, REFUSE, HANG)
+MODES = (
+    ACCEPT,
+    ERROR_500,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    TIMEOUT_408,
+    REDIRECT_301,
+    REDIRECT_302,
+    REDIRECT_307,
+    REFUSE,
+    HANG,
+)
+MOVED_PATH = "/moved/"
 
 HANG_LIMIT_SECONDS = 60.0
-_STATUS_FOR_MODE = {ERROR_500: 500, RATE_LIMITED: 429, UNAUTHORIZED: 401}
+_STATUS_FOR_MODE = {
+    ERROR_500: 500,
+    RATE_LIMITED: 429,
+    UNAUTHORIZED: 401,
+    TIMEOUT_408: 408,
+    REDIRECT_301: 301,
+    REDIRECT_302: 302,
+    REDIRECT_307: 307,
+}
 
 
 @dataclass
 class RequestRecord:
+    method: str
     path: str
     status: int | None
     received_at: float
@@ -45,18 +71,20 @@ class RequestRecord:
 class _State:
     mode: str = ACCEPT
     retry_after: float = 1.0
+    reject_uuids: set[str] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     closing: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
 
 
 class CaptureServer:
     def __init__(self, mode: str = ACCEPT, retry_after: float = 1.0) -> None:
         self._state = _State(retry_after=retry_after)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = _free_port()
+        self._server: BackgroundServer | None = None
+        self.port = 0
+        self._listen()
         self.set_mode(mode)
 
     @property
@@ -77,6 +105,11 @@ class CaptureServer:
         else:
             self._listen()
 
+    def reject_batches_with(self, *uuids: str) -> None:
+        """Answer 400 to any batch that holds one of ``uuids`` (and accept the others)."""
+        with self._state.changed:
+            self._state.reject_uuids.update(uuids)
+
     def close(self) -> None:
         self._state.closing.set()
         self._stop_listening()
@@ -91,6 +124,7 @@ class CaptureServer:
 
     @property
     def events(self) -> list[dict[str, Any]]:
+        """Every event accepted (2xx) at the capture endpoint, in order."""
         with self._state.changed:
             return list(self._state.events)
 
@@ -102,7 +136,7 @@ class CaptureServer:
     def events_named(self, name: str) -> list[dict[str, Any]]:
         return [event for event in self.events if event.get("event") == name]
 
-    def wait_for(self, predicate: Callable[[CaptureServer], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[CaptureServer], bool], timeout: float = 15.0) -> bool:
         """Wait (bounded) until ``predicate(self)`` holds after some request."""
         deadline = time.monotonic() + timeout
         with self._state.changed:
@@ -113,92 +147,93 @@ class CaptureServer:
                 self._state.changed.wait(remaining)
         return True
 
-    def wait_for_events(self, count: int, name: str | None = None, timeout: float = 10.0) -> bool:
+    def wait_for_events(self, count: int, name: str | None = None, timeout: float = 15.0) -> bool:
         def enough(server: CaptureServer) -> bool:
             found = server.events_named(name) if name else server.events
             return len(found) >= count
 
         return self.wait_for(enough, timeout)
 
+    def wait_for_request(self, timeout: float = 15.0) -> bool:
+        """Until a request has begun (also one that will hang)."""
+        return self._state.started.wait(timeout)
+
     # -- serving ------------------------------------------------------------------
 
     def _listen(self) -> None:
         if self._server is not None:
             return
-        server = _Server(("127.0.0.1", self.port), _handler_for(self._state))
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = BackgroundServer(_handler_for(self._state, self), port=self.port).start()
+        self.port = self._server.port
 
     def _stop_listening(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._open: set[socket.socket] = set()
-        self._open_guard = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_guard:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_guard:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_guard:
-            sockets = list(self._open)
-        for sock in sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-def _handler_for(state: _State) -> type[BaseHTTPRequestHandler]:
+def _handler_for(state: _State, owner: CaptureServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def do_GET(self) -> None:
+            self._record_and_answer("GET", [], None, 200 if self.path == MOVED_PATH else 405)
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.started.set()
             with state.changed:
                 mode, retry_after = state.mode, state.retry_after
+                rejected = set(state.reject_uuids)
             if mode == HANG:
                 state.closing.wait(HANG_LIMIT_SECONDS)
                 self.close_connection = True
                 return
-            payload = _decode(body, self.headers.get("Content-Encoding"))
-            events = _events_of(payload)
-            status = _STATUS_FOR_MODE.get(mode, 200)
+            payload = decode_capture(body, self.headers.get("Content-Encoding"))
+            events = events_of(payload)
+            api_key = payload.get("api_key") if isinstance(payload, dict) else None
+            if self.path == MOVED_PATH:
+                status = 200
+            elif rejected and any(event.get("uuid") in rejected for event in events):
+                status = 400
+            else:
+                status = _STATUS_FOR_MODE.get(mode, 200)
+            headers = {}
+            if status == 429:
+                headers["Retry-After"] = f"{retry_after:g}"
+            if 300 <= status < 400:
+                headers["Location"] = f"{owner.url}{MOVED_PATH}"
+            accepted = events if status == 200 and self.path != MOVED_PATH else []
+            self._record_and_answer("POST", events, api_key, status, headers, accepted)
+
+        def _record_and_answer(
+            self,
+            method: str,
+            events: list[dict[str, Any]],
+            api_key: Any,
+            status: int,
+            headers: dict[str, str] | None = None,
+            accepted: list[dict[str, Any]] | None = None,
+        ) -> None:
             with state.changed:
-                if status == 200:
-                    state.events.extend(events)
+                state.events.extend(accepted or [])
                 state.requests.append(
-                    RequestRecord(self.path, status, time.monotonic(), events, _api_key_of(payload))
+                    RequestRecord(
+                        method,
+                        self.path,
+                        status,
+                        time.monotonic(),
+                        events,
+                        api_key if isinstance(api_key, str) else None,
+                    )
                 )
                 state.changed.notify_all()
             answer = b'{"status": 1}' if status == 200 else b'{"detail": "test server says no"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
-            if status == 429:
-                self.send_header("Retry-After", f"{retry_after:g}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(answer)
 
@@ -206,37 +241,6 @@ def _handler_for(state: _State) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
-
-
-def _decode(body: bytes, encoding: str | None) -> Any:
-    if encoding == "gzip":
-        body = gzip.decompress(body)
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _events_of(payload: Any) -> list[dict[str, Any]]:
-    if isinstance(payload, dict) and isinstance(payload.get("batch"), list):
-        return [event for event in payload["batch"] if isinstance(event, dict)]
-    if isinstance(payload, dict) and "event" in payload:
-        return [payload]
-    return []
-
-
-def _api_key_of(payload: Any) -> str | None:
-    if isinstance(payload, dict):
-        key = payload.get("api_key")
-        return key if isinstance(key, str) else None
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

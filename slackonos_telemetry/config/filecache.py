@@ -1,0 +1,100 @@
+"""Each file parsed once per change: parsed content reused while the file is unchanged.
+
+A file is "unchanged" while its identity (device, inode, size, mtime and ctime
+in nanoseconds) is the one seen when it was parsed. An atomic replace makes a
+new inode; an edit in place changes the times. One case slips through: an edit
+of the same size within one tick of the file system's clock (4 ms on Linux, up
+to 2 s elsewhere) keeps every field. So, as git does with its index ("racily
+clean" entries), a file changed within the last RACY_SECONDS is never trusted
+from the cache: it is parsed again until it has been still for that long.
+
+The cache is process-wide (a bot builds many readers of one file) and keeps
+only the newest parse of each file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+RACY_SECONDS = 2.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        return cls(
+            status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+        )
+
+    def racy(self, now: float) -> bool:
+        newest = max(self.mtime_ns, self.ctime_ns) / 1e9
+        return abs(now - newest) < RACY_SECONDS
+
+
+@dataclass(frozen=True)
+class _Entry:
+    identity: FileIdentity
+    value: Any
+
+
+class ParsedFileCache:
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, Hashable], _Entry] = {}
+        self._guard = threading.Lock()
+
+    def load(self, path: Path, parse: Callable[[], T], variant: Hashable = None) -> T:
+        """``parse()``'s result for the file as it is now, parsing only when it changed.
+
+        ``variant`` tells apart parses of one file with different rules. What
+        ``parse`` raises passes through and nothing is cached. The result is shared:
+        callers must not change it.
+        """
+        key = (os.path.realpath(path), variant)
+        identity = _identity(path)
+        if identity is not None and not identity.racy(time.time()):
+            with self._guard:
+                entry = self._entries.get(key)
+            if entry is not None and entry.identity == identity:
+                return entry.value  # type: ignore[no-any-return]
+        value = parse()
+        # Stat again: a change while we parsed must not be cached under the new identity.
+        if identity is not None and identity == _identity(path):
+            with self._guard:
+                self._entries[key] = _Entry(identity, value)
+        return value
+
+    def forget(self, path: Path) -> None:
+        real = os.path.realpath(path)
+        with self._guard:
+            for key in [key for key in self._entries if key[0] == real]:
+                del self._entries[key]
+
+    def reset_after_fork(self) -> None:
+        # The entries stay true in the child; the lock may have been held by a
+        # thread that the fork did not copy.
+        self._guard = threading.Lock()
+
+
+def _identity(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(os.stat(path))
+    except OSError:
+        return None
+
+
+parsed_files = ParsedFileCache()

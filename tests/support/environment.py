@@ -1,0 +1,43 @@
+"""A clean environment for everything the tests start, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+# Everything the plugin (or the SDK) reads: no test sees the developer's settings.
+ENV_PREFIXES = ("TELEMETRY_", "SLACKONOS_", "SLACK_", "POSTHOG_")
+ENV_NAMES = ("DO_NOT_TRACK", "CI")
+CLI_TIMEOUT_SECONDS = 60
+
+
+def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ without any setting this project reads, plus ``extra``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(ENV_PREFIXES) and name not in ENV_NAMES
+    }
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT_SECONDS,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m slackonos_telemetry ARGS` in a clean environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "slackonos_telemetry", *args],
+        env=clean_environ(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
