@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from slackonos_telemetry.config.keys import TELEMETRY_HOST
+from slackonos_telemetry.config.paths import keep_state_in
 from slackonos_telemetry.run import signals
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, TEAM_ID, ApiCall, LocalSlack
 from slackonos_telemetry.slack.admin_channel import AdminChannel, is_channel_id
@@ -35,8 +38,12 @@ _SHOWN_METHODS = {
 }
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGINT: end the console as EOF does."""
+class _Stop(BaseException):
+    """SIGTERM or SIGINT while the console waits for a line: end it as EOF does.
+
+    Raised only while waiting: a command being handled (a config write, say) is never
+    cut short; a signal then ends the console once that line is done.
+    """
 
 
 class ConsoleOutput:
@@ -111,9 +118,12 @@ def run_console(
         output.show(f"→ PostHog (local): {name} {json.dumps(event, separators=(',', ':'))}")
 
     posthog = LocalPostHog(show_event) if local_posthog else None
+    demo_state = Path(tempfile.mkdtemp(prefix="slackonos-console-")) if posthog else None
     if posthog is not None:
-        # This process is the console: its telemetry goes to the stand-in.
+        # This process is the console: its telemetry goes to the stand-in, and its
+        # state stays apart from a real run's (see paths.keep_state_in).
         os.environ[TELEMETRY_HOST] = posthog.url
+        keep_state_in(demo_state)
     slack = LocalSlack({admin_id: admin_name}, on_call=show_call)
     try:
         client = WebClient(token="xoxb-local-console", base_url=slack.url)
@@ -121,13 +131,15 @@ def run_console(
         app = App(client=client, signing_secret="local-console", process_before_response=True)
         build_host_app(app, config_path, chatty=True)
         _banner(output, config_path, resolve_settings(config_path), admin_name, posthog)
-        _stop_on_signals()
+        stopping = _stop_on_signals()
         counter = itertools.count(1)
         try:
-            for line in _lines(reader, output):
+            for line in _lines(reader, output, stopping):
                 if line.strip():
                     body = _message_event(line, admin_id, next(counter))
                     app.dispatch(BoltRequest(body=json.dumps(body), mode="socket_mode"))
+                if stopping.requested:
+                    break
         except (KeyboardInterrupt, _Stop):
             output.interrupted()
         _ignore_signals()
@@ -137,17 +149,30 @@ def run_console(
         slack.close()
         if posthog is not None:
             posthog.close()
+        if demo_state is not None:
+            keep_state_in(None)
+            shutil.rmtree(demo_state, ignore_errors=True)
     return 0
 
 
-def _stop_on_signals() -> None:
-    """Installed after the plugins: here the console is the host, and decides."""
+class _Stopping:
+    """What SIGTERM and SIGINT ask of the console (installed after the plugins: here the
+    console is the host, and decides)."""
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stop()
+    def __init__(self) -> None:
+        self.requested = False
+        self.waiting_for_input = False
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self.waiting_for_input:
+            raise _Stop()
+
+
+def _stop_on_signals() -> _Stopping:
+    return _Stopping()
 
 
 def _ignore_signals() -> None:
@@ -188,7 +213,7 @@ def _banner(
     )
 
 
-def _lines(reader: TextIO, output: ConsoleOutput) -> Iterator[str]:
+def _lines(reader: TextIO, output: ConsoleOutput, stopping: _Stopping) -> Iterator[str]:
     """The lines typed, until EOF. A signal is seen at once while we wait for a line
     (its handler raises _Stop), whichever thread the kernel delivered it to."""
     try:
@@ -208,11 +233,18 @@ def _lines(reader: TextIO, output: ConsoleOutput) -> Iterator[str]:
         while True:
             output.prompt()
             while b"\n" not in pending:
-                if not signals.readable(fd, wakeup):
-                    continue  # a signal: its handler ran (and raised, for TERM and INT)
+                stopping.waiting_for_input = True
+                try:
+                    if stopping.requested:
+                        raise _Stop()
+                    ready = signals.readable(fd, wakeup)
+                finally:
+                    stopping.waiting_for_input = False
+                if not ready:
+                    continue  # another signal: its handler ran
                 chunk = os.read(fd, 4096)
                 if not chunk:
-                    output.line_read()
+                    output.interrupted()  # Ctrl-D at the prompt: end its line
                     if pending:
                         yield pending.decode("utf-8", "replace")
                     return

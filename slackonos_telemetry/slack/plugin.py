@@ -21,9 +21,11 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry._version import __version__
+from slackonos_telemetry.config.paths import outbox_path_for, resolve_config_path
 from slackonos_telemetry.config.words import environment_disables, shutdown_timeout_from
 from slackonos_telemetry.telemetry import forks
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
+from slackonos_telemetry.telemetry.membership import arrive
 from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.threads import start_thread
 
@@ -94,10 +96,18 @@ class TelemetryPlugin:
         forks.on_fork_in_child(_restart_plugins_after_fork)
         if not environment_disables(os.environ):
             # The environment cannot change under a running process: while it says
-            # off, no shutdown event will ever be made, so there is nothing to hook.
+            # off, no event will ever be made, so there is nothing to hook or count.
             process_shutdown.participate(self)
             process_shutdown.install()
+            self._arrive()
         self._start_boot()
+
+    def _arrive(self) -> None:
+        """Count this process in the instance now: a busy worker may never be quiet."""
+        try:
+            arrive(outbox_path_for(self.config_path))
+        except OSError as exc:  # the folder cannot be made: the tracker tries again later
+            log.warning("telemetry could not join its instance yet: %s", exc)
 
     def start_now(self, timeout: float | None = None) -> bool:
         """Do the background start now instead of waiting for a quiet moment (for a
@@ -146,8 +156,6 @@ class TelemetryPlugin:
 
     @property
     def config_path(self) -> Path:
-        from slackonos_telemetry.config.paths import resolve_config_path
-
         return resolve_config_path(self.config_argument, cwd=self._working_dir)
 
     # -- the parts, built once ---------------------------------------------------------
@@ -221,6 +229,8 @@ class TelemetryPlugin:
         self.quiet = QuietGate()
         self._boot_now = threading.Event()
         self._booted = threading.Event()
+        if not environment_disables(os.environ):
+            self._arrive()
         self._start_boot()
 
 
@@ -256,7 +266,10 @@ def register(
         with _plugins_guard:
             existing = _plugins.get(app)
             if existing is not None:
-                if config_path is not None and config_path != existing.config_argument:
+                asked = resolve_config_path(config_path) if config_path is not None else None
+                if asked is not None and os.path.realpath(asked) != os.path.realpath(
+                    existing.config_path
+                ):
                     log.warning(
                         "telemetry is already registered on this app with config %s; "
                         "ignoring the second config %s",

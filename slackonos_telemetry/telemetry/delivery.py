@@ -156,8 +156,14 @@ class Delivery:
             sender = self._sender = self._sender_factory(settings.api_key, settings.host)
         return sender
 
-    def run_pass(self, deadline: float | None = None, wait_for_lock: float = 0.0) -> PassResult:
-        """Send what waits, until done, a retryable failure, or ``deadline`` (monotonic)."""
+    def run_pass(
+        self,
+        deadline: float | None = None,
+        wait_for_lock: float = 0.0,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> PassResult:
+        """Send what waits, until done, a retryable failure, or ``deadline`` (monotonic);
+        ``keep_going`` is asked before each batch (a stopping tracker ends its pass)."""
         wait = self._not_before - time.monotonic()
         if wait > 0:  # PostHog's Retry-After holds for every caller, shutdown included
             told = SendResult(Outcome.RETRY, "PostHog asked us to wait", retry_after=wait)
@@ -172,7 +178,7 @@ class Delivery:
             return PassResult(StopReason.DEADLINE)
         try:
             with self.outbox.sender_lock.hold(timeout=_bounded(wait_for_lock, deadline)):
-                return self._send_waiting(sender, deadline)
+                return self._send_waiting(sender, deadline, keep_going)
         except LockTimeout:
             return PassResult(StopReason.BUSY)
 
@@ -196,12 +202,14 @@ class Delivery:
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
             pause = min(pause * 2, DRAIN_MAX_PAUSE)
 
-    def _send_waiting(self, sender: Sender, deadline: float | None) -> PassResult:
+    def _send_waiting(
+        self, sender: Sender, deadline: float | None, keep_going: Callable[[], bool] | None
+    ) -> PassResult:
         delivered = rejected = 0
         batch_size = BATCH_SIZE
         while True:
             remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
+            if (remaining is not None and remaining <= 0) or (keep_going and not keep_going()):
                 return self._ended(StopReason.DEADLINE, delivered, rejected)
             with self.outbox.sending(functools.partial(self._select, limit=batch_size)) as chosen:
                 if not chosen.send:

@@ -40,10 +40,11 @@ def _after_fork_in_child() -> None:
     try:
         from slackonos_telemetry.config import locking
         from slackonos_telemetry.config.filecache import parsed_files
-        from slackonos_telemetry.telemetry import shutdown
+        from slackonos_telemetry.telemetry import membership, shutdown
 
         locking.reset_after_fork()
         parsed_files.reset_after_fork()
+        membership.forget_arrivals_after_fork()
         shutdown.reset_after_fork()
     except Exception:  # a fork hook must never break the host's child
         log.exception("telemetry could not reset itself after a fork")

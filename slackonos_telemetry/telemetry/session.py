@@ -5,26 +5,27 @@ forks, recycled workers and several apps in one process all share it: the
 instance sends one ``startup`` when it starts, heartbeats at the configured rate,
 and one ``shutdown`` when it stops.
 
-Membership: each process taking part holds a shared ``flock`` on
-``telemetry-outbox.json.members`` for as long as it takes part. The kernel drops
-it when the process ends, however it ends, so "is anyone else here?" is always
-answered truly, with no lease to renew and no clock to trust.
+Membership (``membership.py``): each process taking part holds a shared ``flock``
+from the moment it arrives (``register()``) until it leaves, and learns at arrival
+which instance it belongs to (a token). The kernel drops the hold when the process
+ends, however it ends, so "is anyone else here?" is always answered truly, with
+no lease to renew and no clock to trust.
 
 State, in the outbox file's ``session`` table, changed only under the outbox
-lock together with the events it causes (so each decision is made once):
-``startedAt`` (wall time) and ``lastSlot`` (the last heartbeat slot made), the
-parents that started members (``parents``), and ``handoverUntil``.
+lock together with the events it causes (so each decision is made once): the
+running ``instance`` token, ``startedAt`` (wall time), ``lastSlot`` (the last
+heartbeat slot made), and the parents that started members (``parents``).
 
-- The first process to join, with nobody else a member, starts the instance and
-  makes ``startup``. Later joiners continue it.
+- The first join carrying a new token starts that instance and makes ``startup``;
+  every later join of the same token continues it.
 - Heartbeat slot k falls k intervals after the start. Each member, at its own
   wake-up, makes the slot's heartbeat if nobody made it yet: one per slot. Each
   process keeps the schedule on its own monotonic clock, anchored once when it
   joins, so wall-clock jumps never move it.
 - The last member to leave makes ``shutdown``. A process that leaves through a
   plain interpreter exit, whose parent has started members before (a pre-fork
-  server recycling a worker), first waits a moment for a replacement to join:
-  if one does, the instance goes on and no shutdown is made.
+  server recycling a worker), first opens a handover and waits a moment: if a
+  replacement arrives, the instance goes on and no shutdown is made.
 """
 
 from __future__ import annotations
@@ -39,13 +40,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slackonos_telemetry.config.locking import SharedHold, shared_hold_for
 from slackonos_telemetry.telemetry.events import Event, EventName
+from slackonos_telemetry.telemetry.membership import (
+    arrive,
+    close_handover,
+    depart,
+    open_handover,
+    others_present,
+)
 from slackonos_telemetry.telemetry.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-MEMBERS_SUFFIX = ".members"
 HANDOVER_SECONDS = 1.0
 _HANDOVER_POLL_SECONDS = 0.02
 _PARENTS_KEPT = 8
@@ -53,6 +59,10 @@ _PARENTS_KEPT = 8
 # Makes an event of this name, ``seconds`` into the instance's run; None when none is
 # wanted (telemetry off) or it was printed instead of stored (debug).
 Emit = Callable[[EventName, float], Event | None]
+
+
+class SessionLeft(RuntimeError):
+    """A join after this process left the instance (it is stopping)."""
 
 
 class ExitKind(enum.Enum):
@@ -75,8 +85,8 @@ class InstanceSession:
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        self._members: SharedHold = shared_hold_for(outbox.path, MEMBERS_SUFFIX)
         self.membership: Membership | None = None
+        self.left = False  # once left, never joined again: this process is stopping
         self._guard = threading.Lock()
 
     @property
@@ -97,29 +107,38 @@ class InstanceSession:
         with self._guard:
             if self.membership is not None:
                 return self.membership
+            if self.left:
+                raise SessionLeft("this process has left the instance")
+            arrival = arrive(self.outbox.path)
             with self.outbox.transaction(timeout) as outbox:
                 now_wall, now = time.time(), time.monotonic()
-                others = self._members.others_hold()
                 state = outbox.read_session()
                 started = _time(state.get("startedAt"))
-                continuing = started is not None and (others or _handover_open(state, now_wall))
+                continuing = started is not None and state.get("instance") == arrival.instance
                 if started is not None and continuing:
                     started_wall = started
                 else:
                     started_wall = now_wall - max(0.0, now - bot_started_at)
-                    state = {"startedAt": started_wall, "lastSlot": 0}
+                    state = {
+                        "instance": arrival.instance,
+                        "startedAt": started_wall,
+                        "lastSlot": 0,
+                        "parents": state.get("parents", {}),
+                    }
                     event = emit(EventName.STARTUP, now - bot_started_at)
                     if event is not None:
                         outbox.add(event)
-                state.pop("handoverUntil", None)
                 state["parents"] = _count_parent(state.get("parents"))
                 outbox.write_session(state)
-                self._members.take()
             self.membership = Membership(
                 started_wall, anchor=now - (now_wall - started_wall), started_here=not continuing
             )
-            if continuing:
-                log.debug("telemetry: joined the running instance of %s", self.outbox.path)
+            log.debug(
+                "pid %d joined instance %s (%s)",
+                os.getpid(),
+                arrival.instance,
+                "continued" if continuing else "started",
+            )
             return self.membership
 
     def heartbeat_if_due(self, interval: float, emit: Emit) -> float:
@@ -151,12 +170,14 @@ class InstanceSession:
         (its ``shutdown`` made, if wanted). Bounded by ``deadline`` (monotonic)."""
         with self._guard:
             membership, self.membership = self.membership, None
+            self.left = True
         if membership is None:
             return False
         handover = 0.0
         with self.outbox.transaction(_until(deadline)) as outbox:
-            self._members.drop()
-            if self._members.others_hold():
+            depart(self.outbox.path)
+            if others_present(self.outbox.path):
+                log.debug("pid %d left (%s); others go on", os.getpid(), kind.value)
                 return False
             state = outbox.read_session()
             if kind is ExitKind.EXIT and _respawn_plausible(state):
@@ -164,27 +185,32 @@ class InstanceSession:
             if handover <= 0:
                 self._end(outbox, state, membership, emit)
                 return True
-            state["handoverUntil"] = time.time() + handover
-            outbox.write_session(state)
+            open_handover(self.outbox.path, str(state.get("instance")), time.time() + handover)
+            log.debug(
+                "pid %d left last (%s): handover for %.2f s", os.getpid(), kind.value, handover
+            )
         if self._replaced_within(handover):
             return False
         with self.outbox.transaction(_until(deadline)) as outbox:
-            state = outbox.read_session()
-            if self._members.others_hold() or "handoverUntil" not in state:
+            if others_present(self.outbox.path):
                 return False
-            self._end(outbox, state, membership, emit)
+            self._end(outbox, outbox.read_session(), membership, emit)
             return True
 
     def _end(self, outbox: Any, state: dict[str, Any], membership: Membership, emit: Emit) -> None:
         event = emit(EventName.SHUTDOWN, time.monotonic() - membership.anchor)
         if event is not None:
             outbox.add(event)
-        outbox.write_session({"endedAt": time.time(), "parents": state.get("parents", {})})
+        close_handover(self.outbox.path)
+        ended = {"endedAt": time.time(), "parents": state.get("parents", {})}
+        if "lastSlot" in state:
+            ended["lastSlot"] = state["lastSlot"]
+        outbox.write_session(ended)
 
     def _replaced_within(self, seconds: float) -> bool:
         until = time.monotonic() + seconds
         while time.monotonic() < until:
-            if self._members.others_hold():
+            if others_present(self.outbox.path):
                 return True
             time.sleep(_HANDOVER_POLL_SECONDS)
         return False
@@ -192,6 +218,7 @@ class InstanceSession:
     def forget_after_fork(self) -> None:
         """In a forked child: the parent's membership is not ours."""
         self.membership = None
+        self.left = False
         self._guard = threading.Lock()
 
 
@@ -200,11 +227,6 @@ def _time(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
-
-
-def _handover_open(state: dict[str, Any], now_wall: float) -> bool:
-    until = _time(state.get("handoverUntil"))
-    return until is not None and now_wall <= until
 
 
 def _count_parent(parents: Any) -> dict[str, int]:

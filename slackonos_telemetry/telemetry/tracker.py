@@ -31,6 +31,7 @@ from slackonos_telemetry.telemetry import shutdown as process_shutdown
 from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy, StopReason
 from slackonos_telemetry.telemetry.events import Event, EventName, RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.log_once import OnceLog
+from slackonos_telemetry.telemetry.membership import arrive
 from slackonos_telemetry.telemetry.outbox import Outbox
 from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.release import resolve_release
@@ -87,6 +88,10 @@ class Tracker:
     def start(self) -> None:
         if self._thread is not None:
             return
+        try:
+            arrive(self.outbox.path)  # counted in the instance from now on
+        except OSError as exc:
+            log.warning("telemetry could not join its instance yet: %s", exc)
         self._thread = start_thread(self._run, TELEMETRY_THREAD_PREFIX)
 
     @property
@@ -192,7 +197,7 @@ class Tracker:
             now = time.monotonic()
             try:
                 settings = self._ready_to_make_events()
-                if not self.session.joined:
+                if not self.session.joined and not self._stopping.is_set():
                     self.outbox.trim()
                     self.session.join(self.started_at, self._emit)
                 if not recorded and settings.enabled:
@@ -240,7 +245,7 @@ class Tracker:
             return None
         if not self.delivery.sender_ready and not self.quiet.is_open(now):
             return None
-        return self.delivery.run_pass()
+        return self.delivery.run_pass(keep_going=lambda: not self._stopping.is_set())
 
     def _next_wake(self, settings: Settings, next_beat: float, next_attempt: float) -> float:
         now = time.monotonic()
@@ -257,6 +262,11 @@ class Tracker:
 
     def _finish(self, deadline: float, kind: ExitKind) -> bool:
         try:
+            # Let the thread finish what it is doing (a send and its removal from the
+            # outbox), so this process never leaves an accepted event to be sent again.
+            thread = self._thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()) / 2)
             settings = self._ready_to_make_events()
             if not self.session.joined and self._thread is not None:
                 # Stopped within the bot's first moments: it did start, so say so.

@@ -185,12 +185,18 @@ def _handler_for(state: _State, owner: CaptureServer) -> type[BaseHTTPRequestHan
             with state.changed:
                 mode, retry_after = state.mode, state.retry_after
                 rejected = set(state.reject_uuids)
+            payload = decode_capture(body, self.headers.get("Content-Encoding"))
+            events = events_of(payload)
             if mode == HANG:
+                # Recorded with no status: it arrived, and was never answered.
+                with state.changed:
+                    state.requests.append(
+                        RequestRecord("POST", self.path, None, time.monotonic(), events, None)
+                    )
+                    state.changed.notify_all()
                 state.closing.wait(HANG_LIMIT_SECONDS)
                 self.close_connection = True
                 return
-            payload = decode_capture(body, self.headers.get("Content-Encoding"))
-            events = events_of(payload)
             api_key = payload.get("api_key") if isinstance(payload, dict) else None
             if self.path == MOVED_PATH:
                 status = 200

@@ -44,14 +44,20 @@ _numbers = itertools.count(1)
 
 
 class BotProcess:
-    """`python -m slackonos_telemetry ARGS`, its output read as it comes."""
+    """`python -m slackonos_telemetry ARGS` (or any ``command``), its output read as it comes."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path | None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path | None,
+        command: list[str] | None = None,
+    ) -> None:
         self.args = args
         self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slackonos_telemetry", *args],
+            command or [sys.executable, "-m", "slackonos_telemetry", *args],
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.PIPE,
@@ -177,6 +183,18 @@ def bot_process(
     *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[BotProcess]:
     bot = BotProcess(list(args), clean_environ(env), cwd)
+    try:
+        yield bot
+    finally:
+        bot.stop()
+
+
+@contextlib.contextmanager
+def program(
+    command: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[BotProcess]:
+    """Any program (a server such as gunicorn, a test host) run like a bot; killed at the end."""
+    bot = BotProcess(command, clean_environ(env), cwd, command=command)
     try:
         yield bot
     finally:
