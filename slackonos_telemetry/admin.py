@@ -100,7 +100,7 @@ def discard_outbox(config_path: Path) -> Cleared:
     fails the sender, which checks it before every request, sends none of them."""
     try:
         return Outbox(outbox_path_for(config_path)).clear()
-    except OSError as exc:
+    except Exception as exc:  # the opt-out is saved whatever the outbox holds
         log.warning("could not empty the telemetry outbox: %s", exc)
         return Cleared(0, Wire.IDLE)
 
@@ -265,10 +265,11 @@ def _folder_warnings(config_path: Path) -> tuple[str, ...]:
         mode = folder.stat().st_mode
     except OSError:
         return ()
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (
-            f"{folder} may be written by other users: any of them can hold its lock files "
-            "and so block an opt-out; make it writable by the bot's user alone",
+            f"{folder} may be written by other users: any of them can make or hold its lock "
+            "files and so block an opt-out; keep the config in a folder only the bot's user "
+            "may write",
         )
     return ()
 

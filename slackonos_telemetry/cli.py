@@ -49,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The console script: run one command; returns its exit code."""
     started = time.monotonic()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    # Values from another program's config may hold lone surrogates: show them escaped.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
     try:
         args = _build_parser().parse_args(args_list)
         args.started = started

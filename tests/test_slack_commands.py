@@ -246,7 +246,7 @@ def test_preview_answers_the_exact_heartbeat_json(bed: Testbed) -> None:
     own = {key for key in properties if key not in SDK_PROPERTIES}
     assert own == SPEC_PROPERTIES | {"uptime_hours", "uptime_days"}
     # The SDK's own properties, as the installed SDK computes them, are shown too.
-    assert {"$lib", "$lib_version", "$geoip_disable", "$is_server"} <= set(properties)
+    assert {"$lib", "$lib_version", "$geoip_disable"} <= set(properties)
     assert properties["$geoip_disable"] is True
     assert properties["instance_id"] == INSTANCE_ID
     assert properties["app_version"] == "9.8.7"

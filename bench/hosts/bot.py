@@ -1,132 +1,131 @@
 """A bench host: a Bolt bot that idles, with our plugin, the plain posthog SDK, or neither.
 
-Started by bench/run.py as a subprocess. It speaks a tiny line protocol:
+Run by the bench as ``python -m bench.hosts.bot``. Its stdout lines:
 
-stdout (written with os.write, safe from signal handlers and any thread):
-    READY                    the host is built and idling
-    MADE <uuid> <event>      a telemetry event was made (ours: handed to the outbox;
-                             plain: handed to the SDK)
-    URL <url>                (--http) where the Bolt app listens
-    CPU <seconds>            answer to ``cpu``: time.process_time() of the whole process
-    STATUS <json>            answer to ``status N``: timings of plugin.commands.status()
+    URL <url>             (--http) where the Bolt app listens, on 127.0.0.1
+    READY                 the host is built and idling
+    MADE <uuid> <event>   a telemetry event was made (ours: stored in the outbox;
+                          plain: handed to the SDK)
+    CPU <json>            answer to ``cpu``: CPU seconds so far
+    FILES <json>          answer to ``files`` (--count-files): parses and writes per file
 
-stdin:
-    cpu                      report CPU time used so far
-    status N                 build the status N times in-process, report p50/p99/max
-    EOF                      exit normally (ours: the atexit hook sends shutdown)
+EOF on stdin ends it normally; a lifetime cap (BENCH_HOST_LIFETIME) ends it whatever happens.
 
-Every host stops by itself: EOF on stdin ends it, and a hard lifetime cap
-(BENCH_HOST_LIFETIME seconds, default 400) ends it with os._exit whatever happens.
+Kinds (``--kind``):
+    ours    App + ``slackonos_telemetry.register(app, config_path=...)``
+    plain   App + ``Posthog(key, host=...)`` (the SDK's default client): ``startup`` at
+            start, a ``heartbeat`` every BENCH_HEARTBEAT_SECONDS if set, ``shutdown``
+            on SIGTERM
+    none    App only
 
-Kinds:
-    ours      App + ``slackonos_telemetry.register(app, config_path=...)``
-    tracker   ``Tracker(config_path)`` + ``install_shutdown_hooks(tracker.shutdown)``
-    plain     App + ``Posthog(key, host=url)`` (default async client): capture startup,
-              a heartbeat every BENCH_HEARTBEAT_SECONDS if set, and on SIGTERM capture
-              shutdown, ``client.shutdown()``, exit
-    none      App only, no telemetry at all
+How SIGTERM ends it (``--exit-style``), the same for every kind:
+    default   the signal's default action: no Python clean-up. Ours: the plugin's
+              handler sends the shutdown event and re-raises the signal. Plain: the
+              host's handler captures ``shutdown``, calls ``client.shutdown()`` and
+              re-raises the signal with its default action.
+    sys-exit  the host's own handler calls ``sys.exit(0)`` (installed before the
+              plugin, which chains to it). Plain: capture, ``client.shutdown()``, exit.
+    atexit    plain only: capture ``shutdown`` and ``sys.exit(0)``; the SDK's own exit
+              hook sends what is queued.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-DEFAULT_LIFETIME_SECONDS = 400.0
-
-
-def emit(line: str) -> None:
-    """One line on stdout without Python's buffered writer (re-entrancy safe)."""
-    data = (line + "\n").encode()
-    while data:
-        try:
-            written = os.write(1, data)
-        except InterruptedError:
-            continue
-        except OSError:
-            return  # the bench went away: nothing to tell
-        data = data[written:]
-
-
-def start_lifetime_cap() -> None:
-    seconds = float(os.environ.get("BENCH_HOST_LIFETIME", DEFAULT_LIFETIME_SECONDS))
-    timer = threading.Timer(seconds, lambda: os._exit(4))
-    timer.daemon = True
-    timer.start()
-
-
-def build_app(slack_url: str, signing_secret: str) -> Any:
-    from slack_bolt import App
-    from slack_sdk import WebClient
-
-    app = App(
-        client=WebClient(token="xoxb-bench", base_url=slack_url),
-        signing_secret=signing_secret,
-        token_verification_enabled=False,
-    )
-
-    @app.message("ping")
-    def ping(say: Callable[..., Any]) -> None:
-        say(text="pong")
-
-    return app
+from bench.hosts.common import (
+    build_app,
+    cpu_report,
+    emit,
+    emit_json,
+    serve_commands,
+    start_lifetime_cap,
+)
 
 
 def record_made_events() -> None:
-    """Print every event the tracker makes, before it goes to the outbox."""
-    from slackonos_telemetry.telemetry.outbox import Outbox
+    """Print every event the plugin stores in its outbox, as it stores it."""
+    from slackonos_telemetry.telemetry.outbox import OutboxTransaction
 
-    original = Outbox.add
+    original = OutboxTransaction.add
 
-    def add(self: Outbox, event: dict[str, Any], *args: Any, **kwargs: Any) -> bool:
+    def add(self: OutboxTransaction, event: Any) -> None:
+        original(self, event)
         emit(f"MADE {event.get('uuid')} {event.get('event')}")
-        return original(self, event, *args, **kwargs)
 
-    Outbox.add = add  # type: ignore[method-assign]
+    OutboxTransaction.add = add  # type: ignore[method-assign]
 
 
-def run_ours(args: argparse.Namespace) -> Any:
+class FileCounts:
+    """How often each file is parsed (a parse-cache miss) and written, by file name."""
+
+    def __init__(self) -> None:
+        self.parses: Counter[str] = Counter()
+        self.writes: Counter[str] = Counter()
+        self._guard = threading.Lock()
+
+    def install(self) -> None:
+        from slackonos_telemetry.config import storages
+        from slackonos_telemetry.config.filecache import ParsedFileCache
+
+        original_load = ParsedFileCache.load
+        original_write = storages.write_json_atomic  # type: ignore[attr-defined]
+
+        def load(cache: ParsedFileCache, path: Path, parse: Any, variant: Any = None) -> Any:
+            def counted() -> Any:
+                with self._guard:
+                    self.parses[Path(path).name] += 1
+                return parse()
+
+            return original_load(cache, path, counted, variant)
+
+        def write(path: Path, data: Any, indent: int | None = 2) -> None:
+            original_write(path, data, indent)
+            with self._guard:
+                self.writes[Path(path).name] += 1
+
+        ParsedFileCache.load = load  # type: ignore[method-assign, assignment]
+        storages.write_json_atomic = write  # type: ignore[attr-defined]
+
+    def report(self) -> dict[str, dict[str, int]]:
+        with self._guard:
+            return {"parses": dict(self.parses), "writes": dict(self.writes)}
+
+
+def exit_on_sigterm(before_exit: Any = None) -> None:
+    """The host's own SIGTERM handler: ``before_exit()``, then ``sys.exit(0)``."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        if before_exit is not None:
+            before_exit()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def run_ours(args: argparse.Namespace, app: Any) -> None:
     record_made_events()
-    app = build_app(args.slack_url, args.signing_secret)
+    if args.exit_style == "sys-exit":
+        exit_on_sigterm()  # before register: the plugin's handler chains to it
     import slackonos_telemetry
 
-    plugin = slackonos_telemetry.register(app, config_path=args.config)
-    if args.http:
-        from slackonos_telemetry.run.http_server import BoltHttpServer
-
-        server = BoltHttpServer(app, "127.0.0.1", 0)
-        server.start()
-        emit(f"URL {server.url}")
-    return plugin
-
-
-def run_tracker(args: argparse.Namespace) -> None:
-    record_made_events()
-    from slackonos_telemetry.telemetry.shutdown import install_shutdown_hooks
-    from slackonos_telemetry.telemetry.tracker import Tracker
-
-    tracker = Tracker(Path(args.config))
-    tracker.start()
-    install_shutdown_hooks(tracker.shutdown)
+    slackonos_telemetry.register(app, config_path=args.config)
 
 
 def run_plain(args: argparse.Namespace) -> None:
-    build_app(args.slack_url, args.signing_secret)
     from posthog import Posthog
 
-    host = os.environ["TELEMETRY_HOST"]
-    api_key = os.environ.get("TELEMETRY_API_KEY", "phc_bench")
-    client = Posthog(api_key, host=host)
+    client = Posthog(os.environ["TELEMETRY_API_KEY"], host=os.environ["TELEMETRY_HOST"])
     distinct_id = str(uuid.uuid4())
     started = time.monotonic()
     guard = threading.Lock()
@@ -151,64 +150,62 @@ def run_plain(args: argparse.Namespace) -> None:
 
         threading.Thread(target=beat, daemon=True).start()
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
+    def shut_down() -> None:
         capture("shutdown")
-        client.shutdown()
-        sys.exit(0)
+        if args.exit_style != "atexit":
+            client.shutdown()
 
-    signal.signal(signal.SIGTERM, on_term)
+    if args.exit_style == "default":
 
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            shut_down()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
 
-def status_timings(plugin: Any, count: int) -> dict[str, float]:
-    durations: list[float] = []
-    for _ in range(count):
-        began = time.perf_counter()
-        plugin.commands.status()
-        durations.append(time.perf_counter() - began)
-    durations.sort()
-    return {
-        "count": float(count),
-        "p50_ms": durations[len(durations) // 2] * 1000,
-        "p99_ms": durations[min(len(durations) - 1, int(len(durations) * 0.99))] * 1000,
-        "max_ms": durations[-1] * 1000,
-    }
+        signal.signal(signal.SIGTERM, on_term)
+    else:
+        exit_on_sigterm(shut_down)
 
 
-def serve_stdin(plugin: Any) -> None:
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            return
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "cpu":
-            emit(f"CPU {time.process_time()!r}")
-        elif words[0] == "status" and plugin is not None:
-            count = int(words[1]) if len(words) > 1 else 100
-            emit("STATUS " + json.dumps(status_timings(plugin, count)))
+def serve_http(app: Any) -> None:
+    from slackonos_telemetry.run.http_server import BoltHttpServer
+
+    server = BoltHttpServer(app, "127.0.0.1", 0)  # TCP_NODELAY, threads of its own
+    server.start()
+    emit(f"URL {server.url}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kind", choices=("ours", "tracker", "plain", "none"), required=True)
+    parser.add_argument("--kind", choices=("ours", "plain", "none"), required=True)
+    parser.add_argument("--exit-style", choices=("default", "sys-exit", "atexit"), required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--slack-url", required=True)
-    parser.add_argument("--signing-secret", default="bench-signing-secret")
     parser.add_argument("--http", action="store_true")
+    parser.add_argument("--count-files", action="store_true")
     args = parser.parse_args()
     start_lifetime_cap()
-    plugin: Any = None
+    counts = FileCounts()
+    if args.count_files:
+        counts.install()
+    app = build_app(args.slack_url)
     if args.kind == "ours":
-        plugin = run_ours(args)
-    elif args.kind == "tracker":
-        run_tracker(args)
+        run_ours(args, app)
     elif args.kind == "plain":
         run_plain(args)
-    else:
-        build_app(args.slack_url, args.signing_secret)
+    elif args.exit_style == "sys-exit":
+        exit_on_sigterm()
+    if args.http:
+        serve_http(app)
     emit("READY")
-    serve_stdin(plugin)
+
+    def handle(words: list[str]) -> None:
+        if words[0] == "cpu":
+            emit_json("CPU", cpu_report())
+        elif words[0] == "files":
+            emit_json("FILES", counts.report())
+
+    serve_commands(handle)
     return 0
 
 

@@ -1,24 +1,25 @@
-"""A fresh bench process: what telemetry adds to a host's start, and to its first commands.
+"""A fresh host process: what telemetry adds to a bot's start, or to its commands while the
+tracker loads the posthog SDK in the background.
 
-The host has slack_bolt imported and its App built (with one ``ping`` listener)
-before the clock starts, as a real host does. Then, timed on the main thread:
+Run by the bench as ``python -m bench.hosts.startup --variant V --measure M``. The host has
+slack_bolt imported and its App built (one ``ping`` listener) before the clock starts, as
+a real bot has. Then, timed on the main thread (wall time and the thread's CPU time):
 
-    ours / disabled   ``import slackonos_telemetry`` + ``register(app, config_path=...)``
-    plain             ``import posthog`` + ``Posthog(key, host=url)``
-    none              nothing
+    import        ``import slackonos_telemetry`` alone
+    register      ``import slackonos_telemetry`` + ``register(app, config_path=...)``
+                  (with TELEMETRY_ENABLED=false from the bench: the disabled start)
+    load_plugins  ``from slackonos_telemetry import load_plugins`` + ``load_plugins(app, ...)``
+    scan          ``importlib.metadata.entry_points(group="slackonos.plugins")`` alone
+    plain         ``import posthog`` + ``Posthog(key, host=url)``
+    none          nothing
 
-Right after that, the host's first commands: ``--commands`` ``ping`` messages sent
-through ``app.dispatch`` one after another, each timed until its listener ran
-(the listener answers with ``say``, a chat.postMessage to the local Slack stand-in).
-With ``--spread S``, instead, a ``ping`` every S seconds for ``--window`` seconds,
-to catch a command that arrives while the tracker imports posthog in the background
-(it does so once the bot has been up 1 s and quiet 0.3 s); the worst latency
-reported leaves out the first command.
+``--measure start`` stops there. ``--measure spread`` then sends a ``ping`` through
+``app.dispatch`` every ``--every`` seconds for ``--window`` seconds, each timed until its
+listener has answered (a chat.postMessage to the Slack stand-in), and notes after which
+command ``posthog`` was first loaded. A command every 0.35 s leaves the bot quiet for
+0.3 s between commands, when the tracker may start its import, so commands fall into it.
 
-The start cost is reported as wall time and as the main thread's CPU time.
-
-Prints one JSON line and leaves with os._exit (no shutdown event to wait for);
-a lifetime cap of 60 s ends it whatever happens.
+Prints one JSON line and leaves with os._exit (no shutdown to wait for).
 """
 
 from __future__ import annotations
@@ -31,103 +32,90 @@ import threading
 import time
 from typing import Any
 
-LIFETIME_SECONDS = 60.0
+from bench.hosts.common import build_app, message_body, start_lifetime_cap
+
+ENTRY_POINT_GROUP = "slackonos.plugins"
 
 
-def message_body(index: int) -> str:
-    ts = f"{time.time():.6f}"
-    return json.dumps(
-        {
-            "token": "bench",
-            "team_id": "T0LOCAL01",
-            "api_app_id": "A0BENCH01",
-            "type": "event_callback",
-            "event_id": f"Ev{index:08d}",
-            "event_time": int(time.time()),
-            "event": {
-                "type": "message",
-                "channel": "C0GENERAL",
-                "channel_type": "channel",
-                "user": "U0HUMAN01",
-                "text": "ping",
-                "ts": ts,
-            },
-        }
-    )
+def way_in(variant: str, app: Any, config: str) -> Any:
+    """What the variant adds to the host's start; returns what it made (kept alive)."""
+    if variant == "import":
+        import slackonos_telemetry
+
+        return slackonos_telemetry
+    if variant == "register":
+        import slackonos_telemetry
+
+        return slackonos_telemetry.register(app, config_path=config)
+    if variant == "load_plugins":
+        from slackonos_telemetry import load_plugins
+
+        return load_plugins(app, config_path=config)
+    if variant == "scan":
+        from importlib.metadata import entry_points
+
+        return list(entry_points(group=ENTRY_POINT_GROUP))
+    if variant == "plain":
+        from posthog import Posthog
+
+        return Posthog(os.environ["TELEMETRY_API_KEY"], host=os.environ["TELEMETRY_HOST"])
+    return None
+
+
+def spread(app: Any, answered: threading.Semaphore, every: float, window: float) -> dict[str, Any]:
+    began = time.perf_counter()
+    latencies: list[float] = []
+    posthog_after: int | None = None
+    while time.perf_counter() - began < window:
+        sent = time.perf_counter()
+        app.dispatch(_request(len(latencies)))
+        took = time.perf_counter() - sent if answered.acquire(timeout=10) else float("inf")
+        latencies.append(took * 1000)
+        if posthog_after is None and "posthog" in sys.modules:
+            posthog_after = len(latencies)
+        time.sleep(max(0.0, began + len(latencies) * every - time.perf_counter()))
+    return {
+        "latencies_ms": latencies,
+        # The first command pays the host's own first-call costs: left out.
+        "worst_ms": max(latencies[1:]),
+        "posthog_loaded_after_command": posthog_after,
+    }
+
+
+def _request(number: int) -> Any:
+    from slack_bolt import BoltRequest
+
+    return BoltRequest(body=message_body("ping", number), mode="socket_mode")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", choices=("ours", "disabled", "plain", "none"), required=True)
+    parser.add_argument(
+        "--variant",
+        choices=("import", "register", "load_plugins", "scan", "plain", "none"),
+        required=True,
+    )
+    parser.add_argument("--measure", choices=("start", "spread"), default="start")
     parser.add_argument("--config", required=True)
     parser.add_argument("--slack-url", required=True)
-    parser.add_argument("--commands", type=int, default=20)
-    parser.add_argument("--spread", type=float, default=0.0)
-    parser.add_argument("--window", type=float, default=2.5)
+    parser.add_argument("--every", type=float, default=0.35)
+    parser.add_argument("--window", type=float, default=3.0)
     args = parser.parse_args()
-    timer = threading.Timer(LIFETIME_SECONDS, lambda: os._exit(4))
-    timer.daemon = True
-    timer.start()
-
-    from slack_bolt import App, BoltRequest, Say
-    from slack_sdk import WebClient
-
-    app = App(
-        client=WebClient(token="xoxb-bench", base_url=args.slack_url),
-        signing_secret="bench-signing-secret",
-        token_verification_enabled=False,
-    )
+    start_lifetime_cap()
     answered = threading.Semaphore(0)
+    app = build_app(args.slack_url, answered.release)
+    _request(0)  # BoltRequest's module loaded, as in a host that has served before
 
-    @app.message("ping")
-    def ping(say: Say) -> None:
-        say(text="pong")
-        answered.release()
-
-    keep: Any = None
-    began = time.perf_counter()
-    began_cpu = time.thread_time()
-    if args.variant in ("ours", "disabled"):
-        import slackonos_telemetry
-
-        keep = slackonos_telemetry.register(app, config_path=args.config)
-    elif args.variant == "plain":
-        from posthog import Posthog
-
-        keep = Posthog("phc_bench", host=os.environ["TELEMETRY_HOST"])
-    start_cost = time.perf_counter() - began
-    start_cpu = time.thread_time() - began_cpu
-    register_done = time.perf_counter()
-
-    def command(index: int) -> float:
-        sent = time.perf_counter()
-        app.dispatch(BoltRequest(body=message_body(index), mode="socket_mode"))
-        if not answered.acquire(timeout=10):
-            return float("inf")
-        return time.perf_counter() - sent
-
+    began, began_cpu = time.perf_counter(), time.thread_time()
+    made = way_in(args.variant, app, args.config)
     result: dict[str, Any] = {
         "variant": args.variant,
-        "start_ms": start_cost * 1000,
-        "start_cpu_ms": start_cpu * 1000,
+        "start_ms": (time.perf_counter() - began) * 1000,
+        "start_cpu_ms": (time.thread_time() - began_cpu) * 1000,
     }
-    if args.spread > 0:
-        latencies: list[tuple[float, float]] = []
-        index = 0
-        while time.perf_counter() - register_done < args.window:
-            at = time.perf_counter() - register_done
-            latencies.append((at, command(index) * 1000))
-            index += 1
-            time.sleep(max(0.0, register_done + index * args.spread - time.perf_counter()))
-        result["spread"] = latencies
-        # The first command pays the host's own first-call costs (auth.test...): left out.
-        result["spread_max_ms"] = max(latency for _, latency in latencies[1:])
-    else:
-        first = [command(index) * 1000 for index in range(args.commands)]
-        result["commands_total_ms"] = sum(first)
-        result["commands_max_ms"] = max(first)
-        result["first_command_ms"] = first[0]
-    del keep
+    if args.measure == "spread":
+        result.update(spread(app, answered, args.every, args.window))
+    del made
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)

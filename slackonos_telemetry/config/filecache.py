@@ -8,6 +8,12 @@ to 2 s elsewhere) keeps every field. So, as git does with its index ("racily
 clean" entries), a file changed within the last RACY_SECONDS is never trusted
 from the cache: it is parsed again until it has been still for that long.
 
+What a process wrote itself, with an atomic replace, may be remembered as written
+(``remember``): the replace gives the file a new inode, so any later writer's
+replace is seen; only an edit in place within the same clock tick would not be, which
+is why this is used for the outbox, which people do not edit, and never for the
+config file, which they do.
+
 The cache is process-wide (a bot builds many readers of one file) and keeps
 only the newest parse of each file.
 """
@@ -50,6 +56,7 @@ class FileIdentity:
 class _Entry:
     identity: FileIdentity
     value: Any
+    written_here: bool = False
 
 
 class ParsedFileCache:
@@ -66,10 +73,11 @@ class ParsedFileCache:
         """
         key = (os.path.realpath(path), variant)
         identity = _identity(path)
-        if identity is not None and not identity.racy(time.time()):
+        if identity is not None:
             with self._guard:
                 entry = self._entries.get(key)
-            if entry is not None and entry.identity == identity:
+            trusted = entry is not None and (entry.written_here or not identity.racy(time.time()))
+            if entry is not None and trusted and entry.identity == identity:
                 return entry.value  # type: ignore[no-any-return]
         value = parse()
         # Stat again: a change while we parsed must not be cached under the new identity.
@@ -77,6 +85,13 @@ class ParsedFileCache:
             with self._guard:
                 self._entries[key] = _Entry(identity, value)
         return value
+
+    def remember(self, path: Path, value: Any, variant: Hashable = None) -> None:
+        """``value`` is what this process just wrote to ``path`` with an atomic replace."""
+        identity = _identity(path)
+        if identity is not None:
+            with self._guard:
+                self._entries[(os.path.realpath(path), variant)] = _Entry(identity, value, True)
 
     def forget(self, path: Path) -> None:
         real = os.path.realpath(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import stat
@@ -90,7 +91,9 @@ def parse_json_object(
         return result
 
     try:
-        data = json.loads(text, object_pairs_hook=build_object, parse_int=_checked_int)
+        data = json.loads(
+            text, object_pairs_hook=build_object, parse_int=_checked_int, parse_float=_checked_float
+        )
     except json.JSONDecodeError as exc:
         raise JSONFileError(
             path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
@@ -99,8 +102,8 @@ def parse_json_object(
         line, column = _position(text, max(text.find(exc.digits), 0))
         raise JSONFileError(
             path,
-            f"holds a number of {len(exc.digits.lstrip('-'))} digits at line {line}, "
-            f"column {column}: too long to read",
+            f"holds a number ({_shortened(exc.digits)}) at line {line}, column {column} "
+            "too large to read",
         ) from None
     except RecursionError:
         depth, offset = _deepest_nesting(text)
@@ -268,6 +271,18 @@ def _checked_int(digits: str) -> int:
         return int(digits)
     except ValueError:
         raise _NumberTooLong(digits) from None
+
+
+def _checked_float(text: str) -> float:
+    # 1e400 parses as inf, which would be written back as Infinity: not JSON any more.
+    value = float(text)
+    if math.isinf(value):
+        raise _NumberTooLong(text)
+    return value
+
+
+def _shortened(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:12]}... {len(digits)} characters"
 
 
 def _deepest_nesting(text: str) -> tuple[int, int]:

@@ -29,6 +29,10 @@ FLAT_DOCUMENT_ID = 1
 Tables = dict[str, dict[str, Any]]
 
 
+# The cache key of a TinyDB file's parse (no unique keys, an empty file an error).
+_TABLES_VARIANT = ((), False)
+
+
 def cached_object(
     path: Path, unique_keys: Collection[str] = (), empty_ok: bool = False
 ) -> dict[str, Any] | None:
@@ -70,12 +74,13 @@ class FlatObjectStorage(Storage):
 
 class BufferedJSONStorage(Storage):
     """TinyDB's usual multi-table layout, for one transaction: the file is read once
-    (from the parse cache), every write stays in memory, and ``commit`` replaces the
-    file once, atomically. A damaged file raises JSONFileError from ``read``."""
+    (from the parse cache, or ``loaded`` by the caller), every write stays in memory,
+    and ``commit`` replaces the file once, atomically. A damaged file raises
+    JSONFileError from ``read``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, loaded: Tables | None = None) -> None:
         self.path = Path(path)
-        self._data: Tables | None = None
+        self._data: Tables | None = None if loaded is None else _private_copy(loaded)
         self.dirty = False
 
     def read(self) -> Tables | None:
@@ -91,6 +96,8 @@ class BufferedJSONStorage(Storage):
         if self.dirty and self._data is not None:
             # Compact: the outbox is read by programs, and a smaller file is a faster write.
             write_json_atomic(self.path, self._data, indent=None)
+            # The next transaction starts from what was written, not from a new parse.
+            parsed_files.remember(self.path, self._data, _TABLES_VARIANT)
             self.dirty = False
 
 
@@ -107,8 +114,10 @@ def load_tables(path: Path) -> Tables | None:
 
 
 def _well_formed(data: dict[str, Any]) -> bool:
+    # TinyDB needs every table to map decimal document IDs to objects.
     return all(
-        isinstance(table, dict) and all(isinstance(entry, dict) for entry in table.values())
+        isinstance(table, dict)
+        and all(key.isdecimal() and isinstance(entry, dict) for key, entry in table.items())
         for table in data.values()
     )
 

@@ -155,9 +155,7 @@ def _serve_socket_mode(app: Any, app_token: str, stop: threading.Event) -> int:
     # slack_sdk's close() waits for its receiver thread, which may block in recv()
     # for seconds, and its executor threads are joined at exit: once the shutdown
     # event is out, nothing of ours is left to wait for, so the process ends here.
-    closer = threading.Thread(target=handler.close, name="socket-mode-close", daemon=True)
-    closer.start()
-    closer.join(0.05)
+    threading.Thread(target=handler.close, name="socket-mode-close", daemon=True).start()
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -23,8 +23,9 @@ from slackonos_telemetry.slack.port import SlackPort, SlackUnavailable
 log = logging.getLogger(__name__)
 
 # A name not found in a complete listing is looked up again only after this long: a
-# bot in the wrong workspace must not page through conversations.list on every message.
-_MISS_RETRY_SECONDS = 60.0
+# burst of commands must not page through conversations.list each time, and an admin who
+# has just created the channel must not be told for long that they are in the wrong one.
+_MISS_RETRY_SECONDS = 5.0
 _MAX_PAGES = 50
 
 

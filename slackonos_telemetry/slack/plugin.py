@@ -21,11 +21,9 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.paths import outbox_path_for, resolve_config_path
 from slackonos_telemetry.config.words import environment_disables, shutdown_timeout_from
 from slackonos_telemetry.telemetry import forks
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
-from slackonos_telemetry.telemetry.membership import arrive
 from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.threads import start_thread
 
@@ -99,11 +97,16 @@ class TelemetryPlugin:
             # off, no event will ever be made, so there is nothing to hook or count.
             process_shutdown.participate(self)
             process_shutdown.install()
-            self._arrive()
         self._start_boot()
 
     def _arrive(self) -> None:
-        """Count this process in the instance now: a busy worker may never be quiet."""
+        """Count this process in the instance at once, not once quiet: a busy worker may
+        never be quiet."""
+        if environment_disables(os.environ):
+            return
+        from slackonos_telemetry.config.paths import outbox_path_for
+        from slackonos_telemetry.telemetry.membership import arrive
+
         try:
             arrive(outbox_path_for(self.config_path))
         except OSError as exc:  # the folder cannot be made: the tracker tries again later
@@ -156,6 +159,8 @@ class TelemetryPlugin:
 
     @property
     def config_path(self) -> Path:
+        from slackonos_telemetry.config.paths import resolve_config_path
+
         return resolve_config_path(self.config_argument, cwd=self._working_dir)
 
     # -- the parts, built once ---------------------------------------------------------
@@ -204,6 +209,7 @@ class TelemetryPlugin:
 
     def _boot_when_quiet(self) -> None:
         try:
+            self._arrive()
             self.quiet.wait(self._boot_now)
             parts = self._built()
             self._greet(parts)
@@ -229,8 +235,6 @@ class TelemetryPlugin:
         self.quiet = QuietGate()
         self._boot_now = threading.Event()
         self._booted = threading.Event()
-        if not environment_disables(os.environ):
-            self._arrive()
         self._start_boot()
 
 
@@ -266,6 +270,8 @@ def register(
         with _plugins_guard:
             existing = _plugins.get(app)
             if existing is not None:
+                from slackonos_telemetry.config.paths import resolve_config_path
+
                 asked = resolve_config_path(config_path) if config_path is not None else None
                 if asked is not None and os.path.realpath(asked) != os.path.realpath(
                     existing.config_path

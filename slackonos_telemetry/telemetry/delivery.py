@@ -198,6 +198,8 @@ class Delivery:
             retry_after = result.retry_after
             if retry_after and time.monotonic() + retry_after >= deadline:
                 return total  # the server asked us to wait past the deadline
+            if result.failure is not None and result.failure.unreachable:
+                return total  # nothing listens there: the events wait for the next start
             wait = max(pause, retry_after or 0.0)
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
             pause = min(pause * 2, DRAIN_MAX_PAUSE)
@@ -242,7 +244,7 @@ class Delivery:
                 delivered += len(uuids)
                 self._once.forget("retry")
             self._accepted |= uuids
-            self._forget_accepted()
+            self._forget_accepted(delivered_now=result.outcome is Outcome.ACCEPTED)
 
     def _select(self, waiting: list[dict[str, Any]], limit: int) -> Selection:
         """Under the outbox lock: what may be sent now, checked for the wire."""
@@ -254,7 +256,8 @@ class Delivery:
         instance_id = self._instance_id()
         selection = Selection()
         for entry in waiting:
-            if entry.get("uuid") in self._accepted:
+            entry_uuid = entry.get("uuid")
+            if isinstance(entry_uuid, str) and entry_uuid in self._accepted:
                 continue  # accepted before; its removal is retried below
             try:
                 selection.send.append(checked_for_wire(entry, instance_id))
@@ -273,11 +276,13 @@ class Delivery:
             )
         return selection
 
-    def _forget_accepted(self) -> None:
+    def _forget_accepted(self, delivered_now: bool = False) -> None:
+        """Remove what PostHog accepted (and record when, in the same write)."""
         if not self._accepted:
             return
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds") if delivered_now else None
         try:
-            self.outbox.remove(set(self._accepted))
+            self.outbox.remove(set(self._accepted), delivered_at=when)
         except OSError as exc:
             self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
             return
@@ -290,12 +295,6 @@ class Delivery:
         rejected: int,
         failure: SendResult | None = None,
     ) -> PassResult:
-        if delivered:
-            try:
-                when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                self.outbox.record(lastDelivery=when)
-            except OSError as exc:
-                self._once.warning("remove", "telemetry: cannot update the outbox: %s", exc)
         return PassResult(reason, delivered, rejected, failure)
 
 

@@ -106,7 +106,11 @@ class OutboxTransaction:
         self.events.insert(dict(event))
 
     def remove_uuids(self, uuids: set[str]) -> int:
-        found = [document.doc_id for document in self.events.all() if document.get("uuid") in uuids]
+        found = [
+            document.doc_id
+            for document in self.events.all()
+            if isinstance(document.get("uuid"), str) and document["uuid"] in uuids
+        ]
         if found:
             self.events.remove(doc_ids=found)
         return len(found)
@@ -153,10 +157,11 @@ class Outbox:
     @contextlib.contextmanager
     def _opened(self) -> Iterator[tuple[TinyDB, BufferedJSONStorage]]:
         try:
-            load_tables(self.path)
+            loaded = load_tables(self.path) or {}
         except JSONFileError as exc:
             self._set_aside(exc.detail)
-        database = TinyDB(self.path, storage=BufferedJSONStorage)
+            loaded = {}
+        database = TinyDB(self.path, storage=BufferedJSONStorage, loaded=loaded)
         storage = database.storage
         assert isinstance(storage, BufferedJSONStorage)
         yield database, storage
@@ -204,8 +209,11 @@ class Outbox:
         found = info.get("lastRun")
         return dict(found) if isinstance(found, dict) else {}
 
-    def remove(self, uuids: set[str]) -> int:
+    def remove(self, uuids: set[str], delivered_at: str | None = None) -> int:
+        """Remove these events; ``delivered_at``: PostHog took them then (for ``status``)."""
         with self.transaction() as outbox:
+            if delivered_at is not None:
+                outbox.change_meta(lastDelivery=delivered_at)
             return outbox.remove_uuids(uuids)
 
     def record(self, **values: Any) -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import socket
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from slackonos_telemetry.telemetry.events import Event, wire_properties
@@ -40,6 +42,9 @@ class SendResult:
     detail: str = ""
     status: int | None = None
     retry_after: float | None = None
+    # Failed at once, before any answer (refused, no such host): trying again within
+    # the same second will not help, so a shutdown stops trying and keeps the events.
+    unreachable: bool = False
 
 
 class PosthogSender:
@@ -73,7 +78,8 @@ class PosthogSender:
             distinct_id=event["distinct_id"],
             properties=event["properties"],
             uuid=event["uuid"],
-            timestamp=event["timestamp"],
+            # A datetime: posthog before 7.x's later releases takes no ISO string here.
+            timestamp=datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")),
             disable_geoip=True,
         )
         if len(self._prepared) != 1:
@@ -97,7 +103,9 @@ class PosthogSender:
         except APIError as exc:
             return _api_error_result(exc)
         except Exception as exc:  # the transport raises requests' errors
-            return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+            return SendResult(
+                Outcome.RETRY, f"{type(exc).__name__}: {exc}", unreachable=_unreachable(exc)
+            )
         return SendResult(Outcome.ACCEPTED, status=response.status_code)
 
     def close(self) -> None:
@@ -115,6 +123,22 @@ class PosthogSender:
         }
         self._prepared.append(kept)
         return kept
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (a requests error) wraps a refused connection or a failed name lookup."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += list(current.args)
+    return False
 
 
 def _no_redirect_session() -> Any:

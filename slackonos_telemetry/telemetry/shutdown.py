@@ -23,7 +23,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
@@ -43,11 +42,13 @@ class Participant(Protocol):
         ...
 
 
-@dataclass
 class _Round:
-    deadline: float
-    done: threading.Event = field(default_factory=threading.Event)
-    results: list[bool] = field(default_factory=list)
+    """One shutdown: its deadline, and what each participant achieved by then."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.results: list[bool] = []
 
 
 class _Shutdown:

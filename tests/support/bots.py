@@ -319,6 +319,7 @@ class Bot:
         marker = self.answer("telemetry status")
         # The plugin's worker runs its jobs in order: once a no-op ran, all before it did.
         worker.submit(lambda: None).result(WAIT_SECONDS)
+        # Bolt's own internal executor runs the host's listeners: shut down, it has run them all.
         self.app.listener_runner.listener_executor.shutdown(wait=True)
         return marker
 

@@ -1,0 +1,1 @@
+"""The benchmark of slackonos_telemetry: `python -m bench.run [--quick] [--json PATH]`."""

@@ -1,0 +1,1 @@
+"""The figures of the bench, one module per group; each function returns table rows."""
