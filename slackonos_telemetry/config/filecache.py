@@ -48,8 +48,8 @@ class FileIdentity:
         )
 
     def racy(self, now: float) -> bool:
-        newest = max(self.mtime_ns, self.ctime_ns) / 1e9
-        return abs(now - newest) < RACY_SECONDS
+        # The content's time: a chmod or utime moves only ctime, which the identity holds.
+        return abs(now - self.mtime_ns / 1e9) < RACY_SECONDS
 
 
 @dataclass(frozen=True)

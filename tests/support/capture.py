@@ -72,6 +72,7 @@ class _State:
     mode: str = ACCEPT
     retry_after: float = 1.0
     reject_uuids: set[str] = field(default_factory=set)
+    hang_after: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -104,6 +105,11 @@ class CaptureServer:
             self._stop_listening()
         else:
             self._listen()
+
+    def hang_after(self, answered: int) -> None:
+        """Answer the next ``answered`` requests as the mode says; hang every later one."""
+        with self._state.changed:
+            self._state.hang_after = len(self._state.requests) + answered
 
     def reject_batches_with(self, *uuids: str) -> None:
         """Answer 400 to any batch that holds one of ``uuids`` (and accept the others)."""
@@ -185,6 +191,8 @@ def _handler_for(state: _State, owner: CaptureServer) -> type[BaseHTTPRequestHan
             with state.changed:
                 mode, retry_after = state.mode, state.retry_after
                 rejected = set(state.reject_uuids)
+                if state.hang_after is not None and len(state.requests) >= state.hang_after:
+                    mode = HANG
             payload = decode_capture(body, self.headers.get("Content-Encoding"))
             events = events_of(payload)
             if mode == HANG:
