@@ -37,8 +37,8 @@ from tests.support.bots import (
     open_testbed,
     toggle_button,
 )
-from tests.support.capture import CaptureServer, capture_server
-from tests.support.environment import clean_environ, run_cli
+from tests.support.capture import capture_server
+from tests.support.environment import run_cli
 from tests.support.processes import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -346,50 +346,6 @@ def test_ctrl_c_stops_an_http_bot_cleanly(config_path: Path) -> None:
 
 
 # A host that turns SIGTERM into KeyboardInterrupt (a common idiom), then adds telemetry.
-RAISING_HOST = """
-import signal, sys, time
-from pathlib import Path
-
-def stop(signum, frame):
-    raise KeyboardInterrupt
-
-signal.signal(signal.SIGTERM, stop)
-from slackonos_telemetry.telemetry import shutdown
-from slackonos_telemetry.telemetry.quiet import QuietGate
-from slackonos_telemetry.telemetry.tracker import Tracker
-
-tracker = Tracker(Path(sys.argv[1]), quiet=QuietGate(after_seconds=0.0))
-tracker.start()
-shutdown.participate(tracker)
-shutdown.install()
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
-def _traceback_of_raising_host(config_path: Path, server: CaptureServer) -> list[str]:
-    env = clean_environ(host_environ(server.url))
-    with subprocess.Popen(
-        [sys.executable, "-c", RAISING_HOST, str(config_path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            assert server.wait_for_events(1, "startup", timeout=WAIT), server.requests
-            child.send_signal(signal.SIGTERM)
-            _, stderr = child.communicate(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-    # An unhandled KeyboardInterrupt ends Python by SIGINT, as Ctrl-C would.
-    assert child.returncode == -signal.SIGINT, stderr
-    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
-    return [line for line in stderr.splitlines() if line.startswith("  File ")]
-
-
 def test_flush_with_debug_on_and_events_waiting_keeps_them_and_exits_1(config_path: Path) -> None:
     write_config(config_path, {"telemetryInstanceId": INSTANCE})
     facts = RuntimeFacts.gather("1.0", "r1")

@@ -55,7 +55,9 @@ def start_lifetime_cap() -> None:
 @contextlib.contextmanager
 def _signal_wakeups() -> Iterator[int]:
     # Whichever thread the kernel gives a signal to, this pipe wakes the main thread,
-    # so its Python handler runs at once (as slackonos_telemetry.run.signals does).
+    # so its Python handler runs at once. The same as slackonos_telemetry.run.signals,
+    # kept here on purpose: the baseline hosts (plain SDK, no telemetry) use it too and
+    # must not import any of the package they are compared with.
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)

@@ -16,9 +16,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from slackonos_telemetry.config.jsonfile import give_new_file_to_folder_owner, make_private_folder
 
@@ -132,6 +133,8 @@ class SharedHold:
         self._count = 0
 
 
+_Lockish = TypeVar("_Lockish", "PathLock", "SharedHold")
+
 _registry: dict[str, PathLock] = {}
 _shared: dict[str, SharedHold] = {}
 _registry_guard = threading.Lock()
@@ -140,21 +143,23 @@ _registry_guard = threading.Lock()
 def lock_for(path: Path, suffix: str = ".lock") -> PathLock:
     """The process-wide lock guarding ``path``: its lock file is ``path`` + ``suffix``,
     beside the file a symlink points to, so the link and its target share one lock."""
-    lock_path = Path(os.path.realpath(path) + suffix)
-    with _registry_guard:
-        lock = _registry.get(str(lock_path))
-        if lock is None:
-            lock = _registry[str(lock_path)] = PathLock(lock_path)
-        return lock
+    return _one_per_file(_registry, PathLock, path, suffix)
 
 
 def shared_hold_for(path: Path, suffix: str) -> SharedHold:
+    """The process-wide shared hold on ``path`` + ``suffix`` (beside a symlink's target)."""
+    return _one_per_file(_shared, SharedHold, path, suffix)
+
+
+def _one_per_file(
+    registry: dict[str, _Lockish], make: Callable[[Path], _Lockish], path: Path, suffix: str
+) -> _Lockish:
     lock_path = Path(os.path.realpath(path) + suffix)
     with _registry_guard:
-        hold = _shared.get(str(lock_path))
-        if hold is None:
-            hold = _shared[str(lock_path)] = SharedHold(lock_path)
-        return hold
+        found = registry.get(str(lock_path))
+        if found is None:
+            found = registry[str(lock_path)] = make(lock_path)
+        return found
 
 
 def reset_after_fork() -> None:
