@@ -163,7 +163,10 @@ def test_a_foreign_number_beyond_float_range_is_kept_or_refused(config_path: Pat
 def test_status_shows_a_config_whose_own_values_hold_a_lone_surrogate(
     config_path: Path, key: str
 ) -> None:
-    value = {"telemetryApiKey": "phc_abcdefghij\\ud83c", "telemetryHost": "https://example.com/eu\\ud83c"}
+    value = {
+        "telemetryApiKey": "phc_abcdefghij\\ud83c",
+        "telemetryHost": "https://example.com/eu\\ud83c",
+    }
     config_path.parent.mkdir(parents=True)
     config_path.write_text(f'{{"gongLimit": 3, "{key}": "{value[key]}"}}', encoding="ascii")
 

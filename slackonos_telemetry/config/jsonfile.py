@@ -128,16 +128,6 @@ def parse_json_object(
     return data
 
 
-def read_json_object(
-    path: Path, unique_keys: Collection[str] = (), empty_ok: bool = False
-) -> dict[str, Any] | None:
-    """The file's object, or None when the file does not exist."""
-    text = read_text(path)
-    if text is None:
-        return None
-    return parse_json_object(path, text, unique_keys, empty_ok)
-
-
 def dumps(data: Any, indent: int | None = 2) -> str:
     """JSON text that any UTF-8 reader takes back as ``data``.
 

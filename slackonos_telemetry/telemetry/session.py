@@ -215,12 +215,6 @@ class InstanceSession:
             time.sleep(_HANDOVER_POLL_SECONDS)
         return False
 
-    def forget_after_fork(self) -> None:
-        """In a forked child: the parent's membership is not ours."""
-        self.membership = None
-        self.left = False
-        self._guard = threading.Lock()
-
 
 def _time(value: Any) -> float | None:
     """A wall-clock time stored in the state, or None when it is not one."""
