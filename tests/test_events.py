@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.support.trackers import (
     cli,
     host_environ,
     outbox_for,
+    outbox_path,
     parse_utc,
     pending,
     read_config,
@@ -41,8 +41,6 @@ from tests.support.trackers import (
     word_in,
 )
 from tests.support.waiting import wait_until
-
-HEARTBEAT_TOLERANCE = 0.35  # seconds: how far heartbeat k may sit from startup + k s
 
 
 @pytest.fixture
@@ -155,45 +153,103 @@ def test_release_is_git_describe_found_off_the_main_thread(
     assert report["main_thread"] not in report["popen_threads"]
 
 
-def _heartbeat_offsets(server: CaptureServer) -> list[float]:
-    startup = parse_utc(server.events_named("startup")[0]["timestamp"])
-    beats = server.events_named("heartbeat")
-    return [(parse_utc(beat["timestamp"]) - startup).total_seconds() for beat in beats]
+def _session(config_path: Path) -> dict[str, Any]:
+    """The instance session the outbox file holds (its start and the last slot made)."""
+    data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
+    session = data.get("session", {}).get("1", {})
+    assert isinstance(session, dict)
+    return session
 
 
-def test_heartbeats_keep_a_schedule_that_does_not_drift(
+def _last_slot(config_path: Path) -> int:
+    try:
+        return int(_session(config_path).get("lastSlot", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _seconds_after_start(config_path: Path, server: CaptureServer) -> list[float]:
+    """Each heartbeat's time after the instance's start, both on the wall clock."""
+    started = float(_session(config_path)["startedAt"])
+    return [
+        parse_utc(beat["timestamp"]).timestamp() - started
+        for beat in server.events_named("heartbeat")
+    ]
+
+
+# Both sides read the wall clock, a moment apart: never early means not by more than this.
+CLOCK_READS = 0.05
+
+
+def test_heartbeats_come_on_the_instances_schedule_never_early_one_per_slot(
     server: CaptureServer, config_path: Path
 ) -> None:
     with running_tracker(config_path, server.url, env={"TELEMETRY_HEARTBEAT_SECONDS": "1"}):
-        assert server.wait_for_events(4, name="heartbeat", timeout=12), server.events
-    offsets = _heartbeat_offsets(server)[:4]
+        assert server.wait_for_events(4, name="heartbeat", timeout=30), server.events
+        offsets = _seconds_after_start(config_path, server)
+        slots = _last_slot(config_path)
+    # However late a loaded machine makes it, heartbeat k is never made before slot k.
     for k, offset in enumerate(offsets, start=1):
-        assert abs(offset - k) <= HEARTBEAT_TOLERANCE, offsets  # k s after startup, no drift
+        assert offset >= k - CLOCK_READS, offsets
+    assert len(offsets) <= slots, (offsets, slots)  # at most one per slot
+
+
+def test_the_schedule_is_kept_from_the_start_not_from_each_wake_up(config_path: Path) -> None:
+    """No drift, with the clock in the test's hands: each next slot is counted from the
+    instance's start however late a wake-up comes, and slots missed while asleep are
+    skipped, not sent in a burst."""
+    from slackonos_telemetry.telemetry.events import EventName
+    from slackonos_telemetry.telemetry.outbox import Outbox
+    from slackonos_telemetry.telemetry.session import ExitKind, InstanceSession
+
+    now = [1000.0]
+    made: list[EventName] = []
+
+    def emit(name: EventName, seconds: float) -> None:
+        made.append(name)
+
+    instance = InstanceSession(Outbox(outbox_path(config_path)), clock=lambda: now[0])
+    membership = instance.join(now[0], emit)
+    start = membership.anchor
+    wakes = []
+    for at in (1.3, 2.05, 2.9, 5.9, 6.0):  # late, late, early, after a sleep, exact
+        now[0] = start + at
+        wakes.append(instance.heartbeat_if_due(1.0, emit) - start)
+    instance.leave(ExitKind.EXPLICIT, now[0] + 5, emit)
+    assert wakes == [2.0, 3.0, 3.0, 6.0, 7.0]
+    assert made == [
+        EventName.STARTUP,
+        EventName.HEARTBEAT,  # slot 1, at 1.3
+        EventName.HEARTBEAT,  # slot 2, at 2.05
+        EventName.HEARTBEAT,  # slot 5, at 5.9: slots 3 and 4 were slept through
+        EventName.HEARTBEAT,  # slot 6, at 6.0
+        EventName.SHUTDOWN,
+    ]
 
 
 def test_heartbeats_stop_when_disabled_and_resume_when_enabled(
     server: CaptureServer, config_path: Path
 ) -> None:
     with running_tracker(config_path, server.url, env={"TELEMETRY_HEARTBEAT_SECONDS": "1"}):
-        assert server.wait_for_events(1, name="heartbeat", timeout=10)
+        assert server.wait_for_events(1, name="heartbeat", timeout=30)
         cli(config_path, "disable")
         disabled_at = datetime.now(timezone.utc)
-        # The window in which slots 2..3 would fall: nothing may be made in it.
-        time.sleep(2.2)
+        # The tracker wakes at each slot while disabled: two of them is the exposure.
+        slot = _last_slot(config_path)
+        assert wait_until(lambda: _last_slot(config_path) >= slot + 2, 30)
         enabled_at = datetime.now(timezone.utc)
         cli(config_path, "enable")
-        assert server.wait_for(
-            lambda s: any(parse_utc(e["timestamp"]) > enabled_at for e in s.events), timeout=5
-        ), "no heartbeat after `enable`"
-        assert server.wait_for_events(len(server.events_named("heartbeat")) + 1, "heartbeat", 5)
+        before = len(server.events_named("heartbeat"))
+        assert server.wait_for_events(before + 2, "heartbeat", 30), "no heartbeat after enable"
+        offsets = _seconds_after_start(config_path, server)
+        slots = _last_slot(config_path)
     beats = [parse_utc(e["timestamp"]) for e in server.events_named("heartbeat")]
     during = [beat for beat in beats if disabled_at <= beat <= enabled_at]
     assert during == [], "heartbeats made while disabled"
-    after = [beat for beat in beats if beat > enabled_at]
-    assert len(after) >= 2
-    # Resumed on the original schedule: whole seconds after startup.
-    for offset in _heartbeat_offsets(server):
-        assert abs(offset - round(offset)) <= HEARTBEAT_TOLERANCE, _heartbeat_offsets(server)
+    assert len([beat for beat in beats if beat > enabled_at]) >= 2
+    # Resumed on the original schedule: never before a slot of the instance's start.
+    assert all(offset >= 1 - CLOCK_READS for offset in offsets), offsets
+    assert len(offsets) <= slots
 
 
 def test_debug_prints_each_payload_as_one_json_line_and_sends_nothing(
@@ -232,7 +288,8 @@ def test_posthog_is_never_imported_while_telemetry_is_disabled(
     env = host_environ(server.url, TELEMETRY_ENABLED="false", TELEMETRY_HEARTBEAT_SECONDS="1")
     with running_host(config_path, env=env) as host:
         assert wait_until(lambda: pending(config_path) == [], 10), "outbox not emptied"
-        time.sleep(1.5)  # exposure: two heartbeat slots pass while disabled
+        # Exposure: two heartbeat slots pass while disabled (the session counts them).
+        assert wait_until(lambda: _last_slot(config_path) >= 2, 30), "no slot passed"
         report = host.modules()
         assert report["posthog_loaded"] is False, report
         host.send("exit")  # a normal exit runs the shutdown hook too

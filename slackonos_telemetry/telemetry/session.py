@@ -83,8 +83,9 @@ class Membership:
 class InstanceSession:
     """This process's part in the instance of one config file."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, clock: Callable[[], float] = time.monotonic) -> None:
         self.outbox = outbox
+        self._clock = clock  # this process's monotonic clock (a test may hold it)
         self.membership: Membership | None = None
         self.left = False  # once left, never joined again: this process is stopping
         self._guard = threading.Lock()
@@ -96,7 +97,7 @@ class InstanceSession:
     def seconds_running(self, now: float | None = None) -> float:
         if self.membership is None:
             return 0.0
-        return (time.monotonic() if now is None else now) - self.membership.anchor
+        return (self._clock() if now is None else now) - self.membership.anchor
 
     def join(self, bot_started_at: float, emit: Emit, timeout: float = 10.0) -> Membership:
         """Take part in the instance; start it (and make ``startup``) when nobody else is.
@@ -111,7 +112,7 @@ class InstanceSession:
                 raise SessionLeft("this process has left the instance")
             arrival = arrive(self.outbox.path)
             with self.outbox.transaction(timeout) as outbox:
-                now_wall, now = time.time(), time.monotonic()
+                now_wall, now = time.time(), self._clock()
                 state = outbox.read_session()
                 started = _time(state.get("startedAt"))
                 continuing = started is not None and state.get("instance") == arrival.instance
@@ -146,8 +147,8 @@ class InstanceSession:
         (monotonic) the next slot falls."""
         membership = self.membership
         if membership is None:
-            return time.monotonic() + interval
-        now = time.monotonic()
+            return self._clock() + interval
+        now = self._clock()
         slot = math.floor((now - membership.anchor) / interval)
         next_slot_at = membership.anchor + (slot + 1) * interval
         if slot < 1:
@@ -198,7 +199,7 @@ class InstanceSession:
             return True
 
     def _end(self, outbox: Any, state: dict[str, Any], membership: Membership, emit: Emit) -> None:
-        event = emit(EventName.SHUTDOWN, time.monotonic() - membership.anchor)
+        event = emit(EventName.SHUTDOWN, self._clock() - membership.anchor)
         if event is not None:
             outbox.add(event)
         close_handover(self.outbox.path)
@@ -208,6 +209,7 @@ class InstanceSession:
         outbox.write_session(ended)
 
     def _replaced_within(self, seconds: float) -> bool:
+        # Real time: this waits, with real sleeps, for another process.
         until = time.monotonic() + seconds
         while time.monotonic() < until:
             if others_present(self.outbox.path):
