@@ -131,7 +131,7 @@ def run_console(
         app = App(client=client, signing_secret="local-console", process_before_response=True)
         build_host_app(app, config_path, chatty=True)
         _banner(output, config_path, resolve_settings(config_path), admin_name, posthog)
-        stopping = _stop_on_signals()
+        stopping = _Stopping()
         counter = itertools.count(1)
         try:
             for line in _lines(reader, output, stopping):
@@ -169,10 +169,6 @@ class _Stopping:
         self.requested = True
         if self.waiting_for_input:
             raise _Stop()
-
-
-def _stop_on_signals() -> _Stopping:
-    return _Stopping()
 
 
 def _ignore_signals() -> None:

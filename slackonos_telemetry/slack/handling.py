@@ -12,7 +12,7 @@ import logging
 from slackonos_telemetry.slack.admin_channel import AdminChannel, Place
 from slackonos_telemetry.slack.answers import AdminCommands
 from slackonos_telemetry.slack.blocks import SlackMessage
-from slackonos_telemetry.slack.port import SlackPort, SlackUnavailable
+from slackonos_telemetry.slack.port import SlackPort
 from slackonos_telemetry.slack.requests import TelemetryRequest
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,3 @@ def _post(slack: SlackPort, request: TelemetryRequest, message: SlackMessage) ->
 
 def _tell_user(slack: SlackPort, request: TelemetryRequest, text: str) -> None:
     slack.post_ephemeral(request.channel_id, request.user_id, text, request.thread_ts)
-
-
-__all__ = ["SlackUnavailable", "handle"]

@@ -128,7 +128,8 @@ class TelemetryPlugin:
 
     def handle(self, request: TelemetryRequest, slack: SlackPort) -> None:
         """Gate, run and answer one of the plugin's requests (off the ack path)."""
-        from slackonos_telemetry.slack.handling import SlackUnavailable, handle
+        from slackonos_telemetry.slack.handling import handle
+        from slackonos_telemetry.slack.port import SlackUnavailable
 
         try:
             parts = self._built()

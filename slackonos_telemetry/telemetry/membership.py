@@ -41,7 +41,6 @@ class Arrival:
     """This process's arrival in an instance."""
 
     instance: str
-    wall_time: float
     hold: SharedHold
 
 
@@ -68,7 +67,7 @@ def arrive(outbox_path: Path) -> Arrival:
             _write(hold.lock_path, {"instance": instance})
             hold.take()
         log.debug("pid %d arrived in instance %s (others: %s)", os.getpid(), instance, others)
-        arrival = _arrivals[key] = Arrival(instance, now, hold)
+        arrival = _arrivals[key] = Arrival(instance, hold)
         return arrival
 
 

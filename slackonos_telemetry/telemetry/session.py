@@ -77,7 +77,6 @@ class ExitKind(enum.Enum):
 class Membership:
     started_wall: float
     anchor: float  # the instance's start on this process's monotonic clock
-    started_here: bool
 
 
 class InstanceSession:
@@ -131,9 +130,7 @@ class InstanceSession:
                         outbox.add(event)
                 state["parents"] = _count_parent(state.get("parents"))
                 outbox.write_session(state)
-            self.membership = Membership(
-                started_wall, anchor=now - (now_wall - started_wall), started_here=not continuing
-            )
+            self.membership = Membership(started_wall, anchor=now - (now_wall - started_wall))
             log.debug(
                 "pid %d joined instance %s (%s)",
                 os.getpid(),

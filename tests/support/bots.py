@@ -163,25 +163,9 @@ def event_body(event: dict[str, Any]) -> str:
     )
 
 
-def click_body(
-    button: dict[str, Any],
-    *,
-    channel: str,
-    message_ts: str,
-    user: str = ADMIN_USER,
-    thread_ts: str | None = None,
-    response_url: str = "http://127.0.0.1:9/unused",
-) -> str:
-    """The form body Slack posts for a click on ``button``."""
-    payload = click_payload(
-        button,
-        channel=channel,
-        message_ts=message_ts,
-        user=user,
-        thread_ts=thread_ts,
-        response_url=response_url,
-    )
-    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+def click_body(button: dict[str, Any], **fields: Any) -> str:
+    """The form body Slack posts for a click on ``button`` (``fields``: click_payload's)."""
+    return urllib.parse.urlencode({"payload": json.dumps(click_payload(button, **fields))})
 
 
 def click_payload(
