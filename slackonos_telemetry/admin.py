@@ -1,178 +1,139 @@
-"""What an admin can see and change, shared by the CLI and the Slack commands.
-
-The changes (``save_enabled``, ``reset_instance_id``) raise ConfigReadError or
-ConfigWriteError and then have changed nothing. The report (``collect_status``)
-and the preview only read: they create no file, folder, lock file or ID.
+"""What an admin can see, shared by the CLI and the Slack commands: the status and the
+preview. Both only read: they create no file, folder, lock file or ID. (What an admin
+can change is ``telemetry.consent``'s.)
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.identity import (
-    current_instance_id,
-    existing_instance_id,
-    new_instance_id,
-)
-from slackonos_telemetry.config.keys import ENABLED_KEY
-from slackonos_telemetry.config.paths import outbox_path_for
+from slackonos_telemetry.config.files import state_folder_problem
+from slackonos_telemetry.config.jsonfile import JSONFileError
+from slackonos_telemetry.config.paths import StateReason
 from slackonos_telemetry.config.redact import mask_api_key
 from slackonos_telemetry.config.settings import Settings, resolve_settings
-from slackonos_telemetry.config.store import ConfigStore
+from slackonos_telemetry.config.storages import load_tables
+from slackonos_telemetry.telemetry import consent
+from slackonos_telemetry.telemetry.disclosure import collected_names
 from slackonos_telemetry.telemetry.events import EventName, RuntimeFacts, make_event
-from slackonos_telemetry.telemetry.outbox import Cleared, Outbox, OutboxStats, Wire
+from slackonos_telemetry.telemetry.identity import STATE_KEY, instance_id_now
+from slackonos_telemetry.telemetry.outbox import Outbox, OutboxStats
 from slackonos_telemetry.telemetry.release import resolve_release
 
-log = logging.getLogger(__name__)
-
 NO_ID_YET = "(made on the bot's first start while enabled)"
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "(not set)"
-
-
-MISSING: Any = _Missing()
-
-
-def bool_text(value: bool) -> str:
-    return "true" if value else "false"
-
-
-@dataclass(frozen=True)
-class EnabledChange:
-    previous: Any  # the value in the file before, MISSING when there was none
-    enabled: bool
-    settings: Settings  # in effect after the change
-    cleared: Cleared | None  # what turning it off discarded
-
-    @property
-    def unchanged(self) -> bool:
-        return self.previous is self.enabled
-
-    @property
-    def previous_text(self) -> str:
-        if isinstance(self.previous, bool):
-            return bool_text(self.previous)
-        return repr(self.previous)
-
-
-@dataclass(frozen=True)
-class IdChange:
-    previous: str | None
-    current: str
-    cleared: Cleared
-
-
-def save_enabled(
-    config_path: Path, enabled: bool, environ: Mapping[str, str] | None = None
-) -> EnabledChange:
-    """Save ``telemetryEnabled`` (nothing is written when it already holds that value);
-    turning it off empties the outbox at once."""
-    before, _ = ConfigStore(config_path).modify(
-        lambda current: None if current.get(ENABLED_KEY) is enabled else {ENABLED_KEY: enabled}
-    )
-    cleared = None if enabled else discard_outbox(config_path)
-    return EnabledChange(
-        previous=before.get(ENABLED_KEY, MISSING),
-        enabled=enabled,
-        settings=resolve_settings(config_path, environ),
-        cleared=cleared,
-    )
-
-
-def reset_instance_id(config_path: Path) -> IdChange:
-    """A new ID; waiting events carry the old one, so they are discarded with it."""
-    previous, current = new_instance_id(ConfigStore(config_path))
-    return IdChange(previous, current, discard_outbox(config_path))
-
-
-def discard_outbox(config_path: Path) -> Cleared:
-    """Empty the outbox (never raises). The config is saved first, so even when this
-    fails the sender, which checks it before every request, sends none of them."""
-    try:
-        return Outbox(outbox_path_for(config_path)).clear()
-    except Exception as exc:  # the opt-out is saved whatever the outbox holds
-        log.warning("could not empty the telemetry outbox: %s", exc)
-        return Cleared(0, Wire.IDLE)
-
-
-def wire_note(cleared: Cleared | None) -> str | None:
-    """What an answer says about a request that was under way when the outbox emptied."""
-    if cleared is None or cleared.wire is Wire.IDLE:
-        return None
-    if cleared.wire is Wire.FINISHED:
-        return (
-            "One request was already on the wire when this was saved; it finished, so its "
-            "events (made before) may have reached PostHog. Nothing else will be sent."
-        )
-    return (
-        "One request is still on the wire from before this was saved: its events may still "
-        "reach PostHog. Nothing else will be sent."
-    )
 
 
 @dataclass(frozen=True)
 class StatusReport:
     settings: Settings
+    decision: consent.Decision
     instance_id: str | None
-    instance_id_persisted: bool
+    instance_id_where: str | None  # "config" or "state"
     outbox: OutboxStats
+    old_outbox_pending: int  # events an older version left beside the config, not taken over
+    meta: Mapping[str, Any]
     app_version: str
     release: str
     warnings: tuple[str, ...] = ()
 
-    def as_json(self) -> dict[str, Any]:
+    @property
+    def state_problem(self) -> str | None:
+        """Why nothing can be kept (and so nothing is sent), with the fix, or None."""
         settings = self.settings
+        if settings.state.writable and not self.outbox.problem:
+            return None
+        if self.outbox.problem:
+            return self.outbox.problem
+        return (
+            f"no folder can be written to keep the outbox and the instance ID "
+            f"({settings.state.folder} included), so nothing is sent; fix: set "
+            "telemetryInstanceId in the config file, or TELEMETRY_STATE_DIR to a folder the "
+            "bot can write"
+        )
+
+    @property
+    def first_send_at(self) -> str | None:
+        until = consent.first_send_at(self.settings, self.meta)
+        if until is None or until <= datetime.now(timezone.utc).timestamp():
+            return None
+        return datetime.fromtimestamp(until, timezone.utc).isoformat(timespec="seconds")
+
+    def as_json(self) -> dict[str, Any]:
+        settings, decision = self.settings, self.decision
         return {
-            "enabled": settings.enabled,
-            "source": settings.source.value,
-            "reason": settings.reason,
+            "enabled": decision.enabled,
+            "source": decision.source.value,
+            "reason": decision.reason,
+            "consent": decision.consent.value,
             "instance_id": self.instance_id,
-            "instance_id_persisted": self.instance_id_persisted,
+            "instance_id_persisted": self.instance_id is not None,
+            "instance_id_kept_in": self.instance_id_where,
             "host": settings.host_shown,
             "api_key": mask_api_key(settings.api_key),
             "config_path": str(settings.config_path),
-            "outbox_pending": self.outbox.pending,
+            "outbox_pending": self.outbox.pending + self.old_outbox_pending,
             "outbox_dropped": self.outbox.dropped,
+            "last_delivery": self.outbox.last_delivery,
+            "first_event_at": self.first_send_at,
             "app_version": self.app_version,
             "release": self.release,
             "debug": settings.debug,
+            "sources": {
+                "enabled": decision.source.value,
+                "api_key": settings.api_key_source.value,
+                "host": settings.host_source.value,
+            },
+            "state_dir": str(settings.state.folder),
+            "state_reason": str(settings.state.reason),
+            "state_problem": self.state_problem,
+            "warnings": [*settings.warnings, *self.warnings],
         }
 
     def text_lines(self) -> list[str]:
-        settings = self.settings
-        state = "enabled" if settings.enabled else "disabled"
-        lines = [f"Telemetry: {state} (source: {settings.source})"]
-        if settings.reason:
-            lines.append(f"  reason: {settings.reason}")
+        settings, decision = self.settings, self.decision
+        lines = [f"Telemetry: {consent.describe(decision)}"]
+        if decision.reason:
+            lines.append(f"  reason: {decision.reason}")
         lines += [
             f"Instance ID: {self.instance_id_text()}",
             f"Host: {settings.host_shown} ({settings.host_source})",
             f"API key: {mask_api_key(settings.api_key)} ({settings.api_key_source})",
             f"Config file: {settings.config_path}",
-            f"Outbox: {self.outbox.pending} pending, {self.outbox.dropped} dropped, "
-            f"last delivery: {self.outbox.last_delivery or 'never'}",
+            f"State: {settings.state.folder} ({settings.state.reason})",
+            f"Outbox: {self.outbox_text()}, last delivery: {self.outbox.last_delivery or 'never'}",
             f"App version: {self.app_version}, release: {self.release}",
             f"Debug (print payloads, send nothing): {'on' if settings.debug else 'off'}",
+            f"Collected: {collected_names()}.",
         ]
+        if self.first_send_at:
+            lines.append(f"First-run notice: nothing leaves before {self.first_send_at}.")
+        if self.state_problem:
+            lines.append(f"Problem: {self.state_problem}")
         lines += [f"Warning: {warning}" for warning in (*settings.warnings, *self.warnings)]
         return lines
+
+    def outbox_text(self) -> str:
+        text = f"{self.outbox.pending} pending, {self.outbox.dropped} dropped"
+        if self.old_outbox_pending:
+            text += (
+                f", {self.old_outbox_pending} more left by an older version beside the "
+                "config file (taken over at the next start)"
+            )
+        return text
 
     def instance_id_text(self) -> str:
         if self.instance_id is None:
             return NO_ID_YET
-        if self.instance_id_persisted:
-            return self.instance_id
-        return f"{self.instance_id} (not saved in the config file: used by this process only)"
+        if self.instance_id_where == "state":
+            return f"{self.instance_id} (kept in the state folder: the config cannot be written)"
+        return self.instance_id
 
 
 def collect_status(
@@ -186,21 +147,26 @@ def collect_status(
     uses; when not given, what the bot last ran with, else this package's own."""
     env = os.environ if environ is None else environ
     settings = resolve_settings(config_path, env)
-    store = ConfigStore(config_path)
-    persisted = existing_instance_id(store)
-    instance_id = persisted or current_instance_id(store)
-    outbox = Outbox(outbox_path_for(config_path))
-    ran_with = outbox.last_run()
+    outbox = Outbox(settings.state)
+    meta = outbox.meta()
+    instance_id = instance_id_now(settings)
+    where = None
+    if instance_id is not None:
+        where = "state" if meta.get(STATE_KEY) == instance_id else "config"
+    ran_with = meta.get("lastRun", {})
     return StatusReport(
         settings=settings,
+        decision=consent.decide(settings),
         instance_id=instance_id,
-        instance_id_persisted=persisted is not None,
+        instance_id_where=where,
         outbox=outbox.stats(),
+        old_outbox_pending=_old_pending(settings),
+        meta=meta,
         app_version=app_version or _text(ran_with.get("app_version")) or __version__,
         release=release
         or _text(ran_with.get("release"))
         or resolve_release(settings.release_override),
-        warnings=_folder_warnings(config_path),
+        warnings=_folder_warnings(settings),
     )
 
 
@@ -209,6 +175,7 @@ class Preview:
     message: dict[str, Any]  # the event as the SDK would put it on the wire
     sources: dict[str, str]  # where app_version and release came from
     settings: Settings
+    decision: consent.Decision
 
 
 def preview_event(
@@ -226,7 +193,7 @@ def preview_event(
 
     env = os.environ if environ is None else environ
     settings = resolve_settings(config_path, env)
-    ran_with = Outbox(outbox_path_for(config_path)).last_run()
+    ran_with = Outbox(settings.state).meta().get("lastRun", {})
     sources: dict[str, str] = {}
     if app_version:
         sources["app_version"] = "the running bot"
@@ -247,8 +214,7 @@ def preview_event(
     else:
         release = resolve_release(None, working_dir=Path.cwd())
         sources["release"] = "`git describe` here (the bot has not run here yet)"
-    store = ConfigStore(config_path)
-    instance_id = current_instance_id(store) or NO_ID_YET
+    instance_id = instance_id_now(settings) or NO_ID_YET
     facts = RuntimeFacts.gather(app_version or __version__, release or "unknown")
     event = make_event(name, instance_id, facts, uptime_seconds)
     sender = PosthogSender(settings.api_key, settings.host)
@@ -256,22 +222,43 @@ def preview_event(
         message = sender.prepare(event)
     finally:
         sender.close()
-    return Preview(message, sources, settings)
+    return Preview(message, sources, settings, consent.decide(settings))
 
 
-def _folder_warnings(config_path: Path) -> tuple[str, ...]:
-    folder = Path(os.path.realpath(config_path)).parent
+def _old_pending(settings: Settings) -> int:
+    try:
+        tables = load_tables(settings.state.old_outbox) or {}
+    except (JSONFileError, OSError):
+        return 0
+    events = tables.get("events", {})
+    return len(events) if isinstance(events, dict) else 0
+
+
+def _folder_warnings(settings: Settings) -> tuple[str, ...]:
+    warnings: list[str] = []
+    folder = Path(os.path.realpath(settings.config_path)).parent
     try:
         mode = folder.stat().st_mode
     except OSError:
-        return ()
+        mode = 0
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (
-            f"{folder} may be written by other users: any of them can make or hold its lock "
-            "files and so block an opt-out; keep the config in a folder only the bot's user "
-            "may write",
+        warnings.append(
+            f"{folder} may be written by other users: any of them can replace the config "
+            "file; keep it in a folder only the bot's user may write"
         )
-    return ()
+    state = settings.state
+    if state.reason is StateReason.CONFIG_READ_ONLY:
+        warnings.append(
+            f"the config's folder cannot be written: state is kept in {state.folder}; set "
+            "TELEMETRY_STATE_DIR to choose the place"
+        )
+    try:
+        problem = state_folder_problem(os.lstat(state.folder))
+    except OSError:
+        problem = None
+    if problem:
+        warnings.append(f"{state.folder} {problem}")
+    return tuple(warnings)
 
 
 def _text(value: Any) -> str | None:

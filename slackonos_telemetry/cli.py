@@ -1,4 +1,4 @@
-"""`slackonos-telemetry`: see and change telemetry from a shell (SPEC section 7).
+"""`slackonos-telemetry`: see and change telemetry from a shell (docs/CONTRACT.md, "CLI").
 
 Exit codes: 0 done, 1 failed, 2 bad usage or bad input, each failure with one
 line on stderr and never a traceback (a read-only file system, a full disk and a
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from slackonos_telemetry.config.keys import CONFIG_ENV_VAR, ENABLED_KEY
+from slackonos_telemetry.config.keys import CONFIG_ENV_VAR
 from slackonos_telemetry.config.paths import resolve_config_path
 from slackonos_telemetry.config.store import ConfigReadError, ConfigWriteError
 from slackonos_telemetry.telemetry.events import EVENT_NAMES, EventName
@@ -112,9 +112,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     config_help = f"config file (default: ${CONFIG_ENV_VAR}, else ./config/config.json)"
     parser.add_argument("--config", metavar="PATH", help=config_help)
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser, required=True
-    )
+    # A bare `slackonos-telemetry` shows the status, as `brew analytics` does.
+    parser.set_defaults(handler=_status, json=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> _Parser:
         sub: _Parser = commands.add_parser(name, help=text, description=text)
@@ -214,38 +214,16 @@ def _disable(args: argparse.Namespace) -> int:
 
 
 def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
-    from slackonos_telemetry.admin import bool_text, save_enabled, wire_note
+    from slackonos_telemetry.telemetry.consent import save_enabled
 
-    path = _config_path(args)
-    change = save_enabled(path, enabled)
-    word = bool_text(enabled)
-    if change.unchanged:
-        print(f"{ENABLED_KEY} is already {word} in {path}: nothing changed")
-    else:
-        print(f"{ENABLED_KEY}: {change.previous_text} -> {word}, saved to {path}")
-    if change.cleared and change.cleared.discarded:
-        print(f"Discarded {change.cleared.discarded} waiting event(s): they will never be sent.")
-    note = wire_note(change.cleared)
-    if note:
-        print(note)
-    settings = change.settings
-    if settings.enabled != enabled:
-        state = "on" if settings.enabled else "off"
-        print(f"Note: telemetry stays {state}: {settings.reason or settings.source}")
+    print("\n".join(save_enabled(_config_path(args), enabled, os.environ).lines()))
     return EXIT_OK
 
 
 def _reset_id(args: argparse.Namespace) -> int:
-    from slackonos_telemetry.admin import reset_instance_id, wire_note
+    from slackonos_telemetry.telemetry.consent import reset_instance_id
 
-    path = _config_path(args)
-    change = reset_instance_id(path)
-    print(f"Instance ID: {change.previous or '(none)'} -> {change.current}, saved to {path}")
-    if change.cleared.discarded:
-        print(f"Discarded {change.cleared.discarded} waiting event(s) that carried the old ID.")
-    note = wire_note(change.cleared)
-    if note:
-        print(note)
+    print("\n".join(reset_instance_id(_config_path(args), os.environ).lines()))
     return EXIT_OK
 
 
@@ -256,9 +234,8 @@ def _preview(args: argparse.Namespace) -> int:
     print(json.dumps(preview.message, indent=2))
     for name, source in preview.sources.items():
         sys.stderr.write(f"{name}: {source}\n")
-    settings = preview.settings
-    if not settings.enabled:
-        sys.stderr.write(f"Telemetry is off ({settings.source}): nothing would be sent.\n")
+    if not preview.decision.enabled:
+        sys.stderr.write(f"Telemetry is off ({preview.decision.source}): nothing would be sent.\n")
     return EXIT_OK
 
 
@@ -266,31 +243,44 @@ def _flush(args: argparse.Namespace) -> int:
     # The deadline counts from the command's start: reading the files and loading
     # the SDK are part of it.
     deadline = args.started + args.timeout
-    from slackonos_telemetry.telemetry.tracker import Tracker
+    from slackonos_telemetry.config.settings import resolve_settings
+    from slackonos_telemetry.telemetry import consent
+    from slackonos_telemetry.telemetry.delivery import Delivery
+    from slackonos_telemetry.telemetry.identity import instance_id_now
+    from slackonos_telemetry.telemetry.outbox import Outbox
 
-    tracker = Tracker(_config_path(args))
-    settings = tracker.settings()
-    waiting = tracker.outbox.stats().pending
-    if not settings.enabled:
-        cleared = tracker.outbox.clear()
+    path = _config_path(args)
+    settings = resolve_settings(path)
+    outbox = Outbox(settings.state)
+    decision = consent.decide(settings)
+    if decision.consent is consent.Consent.OFF:
+        cleared = consent.discard_waiting(settings, outbox)
         print(
-            f"Telemetry is off ({settings.source}): discarded {cleared.discarded} event(s), "
+            f"Telemetry is off ({decision.source}): discarded {cleared.discarded} event(s), "
             "sent none."
         )
         return EXIT_OK
-    if not waiting:
+    outbox.trim()  # also sets a damaged file aside, and takes over an older version's
+    waiting = outbox.stats()
+    if not waiting.pending:
         print("Nothing is waiting: the outbox is empty.")
         return EXIT_OK
-    if settings.debug:
-        raise CommandFailed(
-            f"TELEMETRY_DEBUG is on, so nothing is sent; {waiting} event(s) still waiting"
-        )
-    result = tracker.delivery.drain(deadline)
-    left = tracker.outbox.stats().pending
-    print(f"Sent {result.delivered} event(s), dropped {result.rejected} refused by PostHog.")
+    delivery = Delivery(
+        outbox, lambda: resolve_settings(path), lambda: instance_id_now(resolve_settings(path))
+    )
+    result = delivery.drain(deadline)
+    left = outbox.stats().pending
+    if result.delivered or result.rejected:
+        print(f"Sent {result.delivered} event(s), dropped {result.rejected} refused by PostHog.")
     if left:
-        why = result.last.describe() if result.last else "out of time"
-        raise CommandFailed(f"{left} event(s) still waiting after {args.timeout:g} s ({why})")
+        last = result.last
+        if last is not None and (last.held or (last.failure and last.failure.unreachable)):
+            why = last.describe()  # held back, or failed at once: no use waiting longer
+        else:
+            why = f"still waiting after {args.timeout:g} s"
+            if last is not None and last.failure is not None:
+                why += f" ({last.failure.detail})"
+        raise CommandFailed(f"{why}; {left} event(s) kept for the next try")
     return EXIT_OK
 
 
@@ -305,6 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         bind=args.bind or "127.0.0.1",
         local_posthog=None if args.posthog is None else args.posthog == "local",
+        config_given=args.config is not None,
     )
     try:
         return run(options, _config_path(args))

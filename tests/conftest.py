@@ -17,6 +17,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES) or name in ENV_NAMES:
             monkeypatch.delenv(name)
+    # The first-run notice's grace is tested on its own (see support/environment.py).
+    monkeypatch.setenv("TELEMETRY_NOTICE_GRACE_SECONDS", "0")
     monkeypatch.chdir(tmp_path)
     yield
 

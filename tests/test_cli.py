@@ -19,6 +19,7 @@ import pytest
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
 from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
+from tests.support.state import outbox_for as state_outbox_for
 
 SPEC_STATUS_KEYS = {
     "enabled",
@@ -54,7 +55,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def outbox_for(config_path: Path, capacity: int = 1000) -> Outbox:
-    return Outbox(config_path.with_name("telemetry-outbox.json"), capacity=capacity)
+    return state_outbox_for(config_path, capacity=capacity)
 
 
 def add_events(outbox: Outbox, count: int) -> None:
@@ -152,7 +153,7 @@ def test_status_json_when_disabled_by_env(config_path: Path) -> None:
             "env:TELEMETRY_ENABLED",
         ),
         ({"DO_NOT_TRACK": "1"}, None, "disabled", "env:DO_NOT_TRACK"),
-        ({}, {"telemetryEnabled": "nope"}, "disabled", "config"),
+        ({}, {"telemetryEnabled": "nope"}, "withheld", "config"),
     ],
 )
 def test_status_text_names_state_and_source(
@@ -272,7 +273,6 @@ def test_enable_writes_the_chosen_file(tmp_path: Path, where: str) -> None:
         (["--bogus", "status"], "--bogus"),
         (["enable", "--json"], "--json"),
         (["reset-id", "now"], "now"),
-        ([], None),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(
@@ -290,6 +290,18 @@ def test_bad_usage_exits_2_with_one_line(
         assert named in line
     assert result.stdout == ""
     assert config_path.read_bytes() == original
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_bare_command_shows_the_status(tmp_path: Path, config_path: Path) -> None:
+    write_config(config_path, {"telemetryEnabled": False})
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    bare = run_cli(env={"SLACKONOS_CONFIG": str(config_path)}, cwd=tmp_path)
+    status = run_cli("status", env={"SLACKONOS_CONFIG": str(config_path)}, cwd=tmp_path)
+
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout == status.stdout and "Telemetry: disabled (source: config)" in bare.stdout
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 

@@ -18,8 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 from slackonos_telemetry.config.settings import resolve_settings
+from slackonos_telemetry.telemetry.consent import decide
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.telemetry.sender import BATCH_SIZE
+from slackonos_telemetry.telemetry.outcome import BATCH_SIZE
 from tests.support.capture import ACCEPT, CaptureServer
 from tests.support.environment import clean_environ, run_cli
 from tests.support.trackers import outbox_for, pending, write_config
@@ -98,7 +99,7 @@ def test_a_hand_edit_within_the_same_second_and_of_the_same_size_is_seen(
     config_path: Path,
 ) -> None:
     write_config(config_path, {"telemetryEnabled": True, "gongLimit": 3})
-    assert resolve_settings(config_path).enabled is True  # parsed, and remembered
+    assert decide(resolve_settings(config_path)).enabled is True  # parsed, and remembered
     before = config_path.stat()
 
     # An editor writing in place: same inode, same size, the same timestamps even (a
@@ -116,8 +117,8 @@ def test_a_hand_edit_within_the_same_second_and_of_the_same_size_is_seen(
         before.st_mtime_ns,
     )
 
-    settings = resolve_settings(config_path)
-    assert settings.enabled is False, settings.reason
+    decision = decide(resolve_settings(config_path))
+    assert decision.enabled is False, decision.reason
     assert json.loads(config_path.read_text(encoding="utf-8"))["telemetryEnabled"] == 0
 
 
@@ -141,7 +142,7 @@ def test_a_config_that_did_not_change_is_not_parsed_again(config_path: Path) -> 
     filecache.ParsedFileCache.load = counting  # type: ignore[method-assign]
     try:
         for _ in range(5):
-            assert resolve_settings(config_path).enabled is first.enabled
+            assert resolve_settings(config_path).config_enabled is first.config_enabled
     finally:
         filecache.ParsedFileCache.load = original  # type: ignore[method-assign]
     assert parses == []

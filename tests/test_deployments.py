@@ -41,6 +41,7 @@ from tests.support.processes import (
 )
 from tests.support.signing import post, signed_headers
 from tests.support.slack_api import SlackStandIn
+from tests.support.state import outbox_path
 from tests.support.waiting import wait_until, within
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,8 +95,7 @@ class Deployment:
 
     def last_slot(self) -> int:
         """The last heartbeat slot the instance made (from the outbox file's session)."""
-        outbox = self.config_path.with_name("telemetry-outbox.json")
-        data = json.loads(outbox.read_text(encoding="utf-8"))
+        data = json.loads(outbox_path(self.config_path).read_text(encoding="utf-8"))
         session = data.get("session", {}).get("1", {})
         return int(session.get("lastSlot", 0))
 

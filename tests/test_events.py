@@ -199,7 +199,6 @@ def test_the_schedule_is_kept_from_the_start_not_from_each_wake_up(config_path: 
     instance's start however late a wake-up comes, and slots missed while asleep are
     skipped, not sent in a burst."""
     from slackonos_telemetry.telemetry.events import EventName
-    from slackonos_telemetry.telemetry.outbox import Outbox
     from slackonos_telemetry.telemetry.session import ExitKind, InstanceSession
 
     now = [1000.0]
@@ -208,7 +207,7 @@ def test_the_schedule_is_kept_from_the_start_not_from_each_wake_up(config_path: 
     def emit(name: EventName, seconds: float) -> None:
         made.append(name)
 
-    instance = InstanceSession(Outbox(outbox_path(config_path)), clock=lambda: now[0])
+    instance = InstanceSession(outbox_for(config_path), clock=lambda: now[0])
     membership = instance.join(now[0], emit)
     start = membership.anchor
     wakes = []

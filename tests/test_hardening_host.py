@@ -30,7 +30,7 @@ from slack_sdk import WebClient
 
 from slackonos_telemetry import register
 from slackonos_telemetry.run.http_server import BoltHttpServer
-from slackonos_telemetry.slack.worker import worker
+from slackonos_telemetry.slack import worker
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from tests.support import signing
 from tests.support.bots import (

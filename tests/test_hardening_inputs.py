@@ -43,10 +43,12 @@ from tests.support.capture import (
     capture_server,
 )
 from tests.support.environment import clean_environ, run_cli
+from tests.support.state import make_state_folder
 from tests.support.trackers import (
     Host,
     host_environ,
     outbox_for,
+    outbox_path,
     parse_utc,
     pending,
     read_config,
@@ -229,16 +231,36 @@ def test_the_tracker_survives_an_unreadable_config_and_recovers_when_fixed(
     with running_host(config_path, env=env) as host:
         assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
         config_path.write_text(UNREADABLE[kind], encoding="utf-8")
-        # Off while it cannot be read: the tracker, still running, empties the outbox.
-        assert wait_until(lambda: pending(config_path) == [], 10), host.stderr
+        # Withheld while it cannot be read (it may hold an opt-out, or a mere typo): the
+        # tracker, still running, sends nothing and discards nothing. Two heartbeat slots
+        # passed means it looked at the file at least twice meanwhile.
+        slot = _last_slot(config_path)
+        assert wait_until(lambda: _last_slot(config_path) >= slot + 2, 15), host.stderr
+        kept = uuids_of(pending(config_path))
         server.set_mode(ACCEPT)
+        slot = _last_slot(config_path)
+        assert wait_until(lambda: _last_slot(config_path) >= slot + 2, 15), host.stderr
+        assert server.events == [], "an event left while the config could not be read"
+        assert uuids_of(pending(config_path)) == kept, "waiting events were discarded"
         fixed_at = datetime.now(timezone.utc)
         config_path.write_text(good, encoding="utf-8")
+        # Fixed: what waited goes out, and the tracker makes new events again.
+        assert server.wait_for(lambda s: set(kept) <= set(uuids_of(s.events)), timeout=10)
         assert server.wait_for(
             lambda s: any(parse_utc(e["timestamp"]) > fixed_at for e in s.events), timeout=10
         ), f"no event after the fix: the tracker is gone\n{host.stderr}"
         assert host.ask("ping", "pong")["pid"] == host.pid
     assert "Traceback" not in "\n".join(host.stderr), host.stderr
+
+
+def _last_slot(config_path: Path) -> int:
+    """The last heartbeat slot the instance went through (made or, while off, skipped)."""
+    try:
+        data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return 0
+    slot = data.get("session", {}).get("1", {}).get("lastSlot", 0)
+    return slot if isinstance(slot, int) else 0
 
 
 # The outbox file is input too: whatever it holds, an opt-out works and nothing
@@ -255,6 +277,7 @@ def _outbox_with(config_path: Path, documents: dict[str, Any]) -> list[str]:
     events = {**documents, "101": dict(good[0]), "102": dict(good[1])}
     for document in documents.values():
         document.update({"distinct_id": instance_id, "timestamp": good[0]["timestamp"]})
+    make_state_folder(config_path)
     outbox_for(config_path).path.write_text(json.dumps({"events": events}), encoding="utf-8")
     return uuids_of(good)
 
@@ -491,8 +514,10 @@ def test_an_owned_key_given_twice_is_a_config_error(
     assert "twice" in report["reason"] and POSITION.search(report["reason"]), report["reason"]
     assert enable.returncode == 2
     assert "twice" in _one_error_line(enable)
-    assert flush.returncode == 0 and "config-error" in flush.stdout, flush.stdout
+    # Withheld, not an opt-out: nothing is sent, and the event waits.
+    assert flush.returncode == 1 and "config-error" in _one_error_line(flush), flush.stderr
     assert server.requests == []
+    assert len(pending(config_path)) == 1
     assert config_path.read_bytes() == original
 
 
@@ -640,19 +665,26 @@ def test_flush_and_disable_in_a_folder_that_cannot_be_written(
     instance_id = str(uuid.uuid4())
     content = json.dumps({"gongLimit": 3, "telemetryInstanceId": instance_id}) + "\n"
     with read_only_config(content) as config:
-        outbox = config.path.with_name("telemetry-outbox.json")
+        outbox = outbox_path(config.path)
         facts = RuntimeFacts.gather("1.0", "x")
         outbox_for(config.path).add(make_event("startup", instance_id, facts))
-        outbox.chmod(0o644)  # the bot's events, readable by all; only root may write here
-        for lock in config.path.parent.glob("*.lock"):
-            lock.unlink()
+        # The bot's state, readable by all, writable by no one but root.
+        outbox.chmod(0o644)
+        outbox.parent.chmod(0o755 if os.geteuid() == 0 else 0o555)
         before = (config.path.read_bytes(), outbox.read_bytes())
 
-        result = config.run_cli("--config", str(config.path), command, env=host_environ(server.url))
+        try:
+            result = config.run_cli(
+                "--config", str(config.path), command, env=host_environ(server.url)
+            )
+        finally:
+            outbox.parent.chmod(0o700)
 
         assert result.returncode == 1, (result.stdout, result.stderr)
-        line = _one_error_line(result)
-        assert "permission denied" in line.lower(), line
+        line = _one_error_line(result).lower()
+        # Run as another user, the state folder is not its own; run as its owner, the
+        # folder is read-only: either way, one line that says why.
+        assert "permission denied" in line or "belongs to user" in line, line
         assert (config.path.read_bytes(), outbox.read_bytes()) == before
 
 

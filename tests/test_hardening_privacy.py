@@ -34,6 +34,7 @@ from tests.support.trackers import (
     assert_uuid4,
     host_environ,
     outbox_for,
+    outbox_path,
     parse_utc,
     pending,
     read_config,
@@ -51,6 +52,15 @@ SECRET = "s3cr3tPassw0rd"
 def server() -> Iterator[CaptureServer]:
     with capture_server() as running:
         yield running
+
+
+def _joined(config_path: Path) -> bool:
+    """Whether a tracker joined the instance (its session is in the outbox file)."""
+    try:
+        data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return False
+    return "instance" in data.get("session", {}).get("1", {})
 
 
 def _queue(config_path: Path, instance_id: str, count: int) -> list[dict[str, Any]]:
@@ -375,7 +385,7 @@ def test_logs_and_flush_never_show_user_info_of_the_host(
     _assert_no_secret(flush.stdout + flush.stderr, "flush")
 
 
-# -- case 5: an empty config file is an opt-out that cannot be read ----------------------------
+# -- case 5: an empty config file may be an opt-out that cannot be read ------------------------
 
 EMPTY_FILES = {"zero-bytes": "", "whitespace": "  \n\t\r\n  "}
 
@@ -397,10 +407,11 @@ def test_an_empty_config_is_a_config_error_and_nothing_is_sent(
     assert report["source"] == "config-error"
     assert str(config_path) in report["reason"]
     assert re.search(r"line \d+, column \d+", report["reason"]), report["reason"]
-    assert flushed.returncode == 0, flushed.stderr
-    assert "config-error" in flushed.stdout and str(len(waiting)) in flushed.stdout
+    # Withheld, not an opt-out: nothing is sent, and nothing is discarded either.
+    assert flushed.returncode == 1, flushed.stdout
+    assert "config-error" in flushed.stderr and str(len(waiting)) in flushed.stderr
     assert server.requests == [], "an empty config let events out"
-    assert pending(config_path) == []
+    assert uuids_of(pending(config_path)) == uuids_of(waiting)
     assert config_path.read_bytes() == EMPTY_FILES[content].encode(), "reading wrote"
 
 
@@ -409,12 +420,14 @@ def test_a_bot_on_an_empty_config_sends_nothing_and_makes_no_id(
 ) -> None:
     config_path.parent.mkdir(parents=True)
     config_path.write_bytes(b"")
-    _queue(config_path, str(uuid.uuid4()), 2)
+    waiting = _queue(config_path, str(uuid.uuid4()), 2)
     with running_host(config_path, env=host_environ(server.url)) as host:
-        # Off: the tracker empties the outbox instead of sending it.
-        assert wait_until(lambda: pending(config_path) == [], 10), host.stderr
+        # Withheld: the tracker neither sends nor empties the outbox. Once it joined the
+        # instance (its first turn), it had looked at the file and decided.
+        assert wait_until(lambda: _joined(config_path), 10), host.stderr
         assert host.ask("ping", "pong")["pid"] == host.pid
     assert server.requests == []
+    assert uuids_of(pending(config_path)) == uuids_of(waiting), "events were discarded"
     assert config_path.read_bytes() == b"", "the bot wrote an ID into an unreadable config"
 
 

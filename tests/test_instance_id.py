@@ -7,11 +7,16 @@ the file (a UUID1 with its MAC address, the nil UUID, other spellings) replaced.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ import pytest
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
 from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
+from tests.support.state import outbox_for as state_outbox_for
 from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, read_only_config
 
 PROCESSES = 8
@@ -46,17 +52,17 @@ def file_data(config_path: Path) -> dict[str, Any]:
 
 
 def outbox_for(config_path: Path) -> Outbox:
-    return Outbox(config_path.with_name("telemetry-outbox.json"))
+    return state_outbox_for(config_path)
 
 
 # What a bot does on its first need of the ID (its tracker's start), in a process of its own.
 FIRST_NEED = """
 import json, sys
 from pathlib import Path
-from slackonos_telemetry.config.identity import ensure_instance_id
-from slackonos_telemetry.config.store import ConfigStore
-made = ensure_instance_id(ConfigStore(Path(sys.argv[1])))
-print(json.dumps({"instance_id": made.value, "instance_id_persisted": made.persisted}))
+from slackonos_telemetry.config.settings import resolve_settings
+from slackonos_telemetry.telemetry.identity import ensure_instance_id
+made = ensure_instance_id(resolve_settings(Path(sys.argv[1])))
+print(json.dumps({"instance_id": made.value, "where": made.where, "problem": made.problem}))
 """
 
 
@@ -101,7 +107,7 @@ def test_processes_starting_together_share_one_id(config_path: Path, start: str)
     assert len(ids) == 1, f"{len(ids)} different IDs from {PROCESSES} processes: {ids}"
     (instance_id,) = ids
     assert_uuid4(instance_id)
-    assert all(report["instance_id_persisted"] is True for report in reports)
+    assert all(report["where"] == "config" for report in reports)
     assert file_data(config_path)["telemetryInstanceId"] == instance_id
     if start == "foreign-keys-only":
         assert_foreign_keys_kept(config_path)
@@ -110,7 +116,7 @@ def test_processes_starting_together_share_one_id(config_path: Path, start: str)
 def test_id_persists_across_runs(config_path: Path) -> None:
     (first,) = first_need_at_once(config_path, 1)
     assert_uuid4(first["instance_id"])
-    assert first["instance_id_persisted"] is True
+    assert first["where"] == "config"
 
     (second,) = first_need_at_once(config_path, 1)
     after_toggle = run_cli("--config", str(config_path), "disable")
@@ -159,34 +165,67 @@ def test_reset_id_twice_gives_two_new_ids(config_path: Path) -> None:
     assert id_one != id_two
 
 
-def test_id_that_cannot_be_saved_is_used_for_this_process() -> None:
+@contextlib.contextmanager
+def _folder_for_nobody() -> Iterator[Path]:
+    """An empty folder in which the read-only config's user may make its state folder."""
+    base = Path(tempfile.mkdtemp(prefix="slackonos-state-"))
+    try:
+        base.chmod(0o777)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_read_only_config_keeps_the_id_it_makes_in_the_state_folder() -> None:
     content = json.dumps({"adminChannel": "C0123ABCD"}) + "\n"
-    with read_only_config(content) as config:
+    with read_only_config(content) as config, _folder_for_nobody() as writable:
+        env = {"XDG_STATE_HOME": str(writable)}
         original = config.path.read_bytes()
-        result = config.run_python("-c", FIRST_NEED_IN_PROCESS, str(config.path))
-        assert result.returncode == 0, result.stderr
-        report = json.loads(result.stdout)
-        assert_uuid4(report["made"])
-        assert report["persisted"] is False
-        # The same process's status shows it, and says it is for this process only.
-        assert report["status_id"] == report["made"]
-        assert "this process" in report["status_line"], report["status_line"]
+        runs = [config.run_python("-c", FIRST_NEED, str(config.path), env=env) for _ in (1, 2)]
+        status = config.run_cli("--config", str(config.path), "status", "--json", env=env)
+
+        assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+        first, second = (json.loads(run.stdout) for run in runs)
+        assert_uuid4(first["instance_id"])
+        assert second["instance_id"] == first["instance_id"], "a new ID at every start"
+        assert first["where"] == "state"
+        report = json.loads(status.stdout)
+        assert report["instance_id"] == first["instance_id"]
+        assert report["instance_id_kept_in"] == "state"
+        assert report["state_dir"].startswith(str(writable)), report
+        assert "cannot be written" in report["state_reason"], report
         assert config.path.read_bytes() == original
 
 
-FIRST_NEED_IN_PROCESS = """
-import json, sys
-from pathlib import Path
-from slackonos_telemetry.admin import collect_status
-from slackonos_telemetry.config.identity import ensure_instance_id
-from slackonos_telemetry.config.store import ConfigStore
-path = Path(sys.argv[1])
-made = ensure_instance_id(ConfigStore(path))
-report = collect_status(path)
-line = next(l for l in report.text_lines() if l.startswith("Instance ID"))
-print(json.dumps({"made": made.value, "persisted": made.persisted,
-                  "status_id": report.instance_id, "status_line": line}))
-"""
+def test_an_id_in_a_read_only_config_is_used_as_it_is() -> None:
+    given = str(uuid.uuid4())
+    content = json.dumps({"telemetryInstanceId": given}) + "\n"
+    with read_only_config(content) as config, _folder_for_nobody() as writable:
+        env = {"XDG_STATE_HOME": str(writable)}
+        result = config.run_python("-c", FIRST_NEED, str(config.path), env=env)
+
+        assert result.returncode == 0, result.stderr
+        found = json.loads(result.stdout)
+        assert found == {"instance_id": given, "where": "config", "problem": None}
+
+
+def test_with_nowhere_to_keep_an_id_none_is_made_and_status_says_the_fix() -> None:
+    content = json.dumps({"adminChannel": "C0123ABCD"}) + "\n"
+    with read_only_config(content) as config:
+        env = {"XDG_STATE_HOME": str(config.path.parent / "state")}  # not writable either
+        made = config.run_python("-c", FIRST_NEED, str(config.path), env=env)
+        status = config.run_cli("--config", str(config.path), "status", "--json", env=env)
+
+        assert made.returncode == 0, made.stderr
+        found = json.loads(made.stdout)
+        assert found["instance_id"] is None
+        assert "telemetryInstanceId" in found["problem"], found
+        assert "TELEMETRY_STATE_DIR" in found["problem"], found
+        report = json.loads(status.stdout)
+        assert report["instance_id"] is None
+        assert "TELEMETRY_STATE_DIR" in report["state_problem"], report
+        assert "telemetryInstanceId" in report["state_problem"], report
+        assert sorted(os.listdir(config.path.parent)) == ["config.json"]
 
 
 NOT_CANONICAL = {

@@ -23,7 +23,8 @@ from typing import Any
 import posthog.request
 from posthog import Posthog
 
-from slackonos_telemetry.telemetry.sender import Outcome, PosthogSender
+from slackonos_telemetry.telemetry.outcome import Outcome
+from slackonos_telemetry.telemetry.sender import PosthogSender
 from tests.support.capture import ACCEPT, RATE_LIMITED, REDIRECT_302, CaptureServer
 
 UUID = "6f1c1f5e-3b7a-4c52-9a43-0d6c2a9e8b12"

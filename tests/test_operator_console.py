@@ -34,6 +34,7 @@ from tests.support.processes import (
     read_json,
     write_json,
 )
+from tests.support.state import state_file
 from tests.support.trackers import EVENT_PROPERTIES, own_properties
 from tests.support.waiting import wait_until, within
 
@@ -267,7 +268,7 @@ def test_run_without_flags_sends_nothing_to_the_configured_host_and_prints_each_
             env["TELEMETRY_HOST"] = capture.url
         else:
             write_json(config_path, {"telemetryHost": capture.url})
-        with bot_process("--config", str(config_path), "run", env=env) as bot:
+        with bot_process("--config", str(config_path), "run", "--console", env=env) as bot:
             banner = banner_of(bot)
             assert "local PostHog stand-in" in banner, banner
             assert capture.url not in banner, banner
@@ -318,7 +319,7 @@ def test_events_a_real_run_left_waiting_are_not_swallowed_by_the_demo(config_pat
     next start. A demo on the same config must not take it for itself."""
     with capture_server(REFUSE) as capture:
         env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
-        args = ("--config", str(config_path), "run", "--posthog", "real")
+        args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
         with bot_process(*args, env=env) as bot:
             banner_of(bot)
             code, _ = bot.timed_exit(bot.close_stdin)
@@ -327,7 +328,7 @@ def test_events_a_real_run_left_waiting_are_not_swallowed_by_the_demo(config_pat
         assert left, "the real run left nothing waiting: nothing to test"
 
         env["TELEMETRY_SHUTDOWN_TIMEOUT"] = GENEROUS_SHUTDOWN
-        with bot_process("--config", str(config_path), "run", env=env) as demo:
+        with bot_process("--config", str(config_path), "run", "--console", env=env) as demo:
             banner_of(demo)
             code, _ = demo.timed_exit(demo.close_stdin)
             assert code == 0, demo.describe()
@@ -345,7 +346,7 @@ def test_events_the_demo_left_waiting_never_reach_the_configured_host(config_pat
     # The demo's state is its own: whatever it made stays out of the real outbox, so a
     # later `flush` (or a real run) can never send it to the configured host.
     env = {"TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
-    args = ("--config", str(config_path), "run")
+    args = ("--config", str(config_path), "run", "--console")
     with bot_process(*args, env=env) as demo:
         banner_of(demo)
         assert demo.wait_for_stdout(lambda out: "→ PostHog (local): startup" in out, WAIT), (
@@ -372,7 +373,7 @@ def _outbox_uuids(config_path: Path) -> set[str]:
 def test_console_under_ci_says_so_first_and_sends_nothing(config_path: Path, ci: str) -> None:
     with capture_server() as capture:
         env = {"CI": ci, "TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": "5"}
-        args = ("--config", str(config_path), "run", "--posthog", "real")
+        args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
         with bot_process(*args, env=env) as bot:
             line = telemetry_line(banner_of(bot))
             assert line.startswith("Telemetry: off (source: env:CI)"), line
@@ -458,7 +459,9 @@ def test_debug_banner_claims_no_host_and_nothing_is_sent(
 ) -> None:
     with capture_server() as capture:
         env = {"TELEMETRY_DEBUG": "1", "TELEMETRY_HOST": capture.url}
-        with bot_process("--config", str(config_path), "run", *posthog, env=env) as bot:
+        with bot_process(
+            "--config", str(config_path), "run", "--console", *posthog, env=env
+        ) as bot:
             line = telemetry_line(banner_of(bot))
             assert line.startswith("Telemetry: on"), line
             assert "sent to" not in line and "://" not in line, line
@@ -477,7 +480,7 @@ def test_debug_banner_claims_no_host_and_nothing_is_sent(
 @pytest.mark.parametrize("line", ["help", "telemetry help"])
 def test_help_lists_each_command_on_one_line(config_path: Path, line: str) -> None:
     write_json(config_path, {"telemetryNoticeShown": True})
-    with bot_process("--config", str(config_path), "run") as bot:
+    with bot_process("--config", str(config_path), "run", "--console") as bot:
         banner_of(bot)
         first = "Host commands" if line == "help" else "Telemetry commands"
         answer = ask(bot, line, first)
@@ -502,9 +505,10 @@ def test_help_lists_each_command_on_one_line(config_path: Path, line: str) -> No
 def holding_lock(lock_path: Path) -> Iterator[None]:
     """Hold the config's lock file as another process would (the console's writes wait)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path.parent.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -528,9 +532,9 @@ def test_a_signal_while_a_command_is_handled_still_ends_the_console(
         config_path,
         {"telemetryNoticeShown": True, "telemetryInstanceId": INSTANCE, "telemetryEnabled": True},
     )
-    lock_path = Path(os.path.realpath(config_path) + ".lock")
+    lock_path = state_file(config_path, "lock")
     env = {"TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
-    with bot_process("--config", str(config_path), "run", env=env) as bot:
+    with bot_process("--config", str(config_path), "run", "--console", env=env) as bot:
         banner_of(bot)
         with holding_lock(lock_path):
             bot.send_line("setconfig telemetryEnabled false")

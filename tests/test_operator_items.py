@@ -79,7 +79,8 @@ BUILD_TIMEOUT = 300
 def test_ci_set_to_a_true_word_turns_telemetry_off_by_default(config_path: Path, ci: str) -> None:
     text = run_cli("--config", str(config_path), "status", env={"CI": ci})
     assert text.returncode == 0, text.stderr
-    assert text.stdout.splitlines()[0] == "Telemetry: disabled (source: env:CI)", text.stdout
+    # Withheld, not an opt-out: not counted, and no real run's waiting events discarded.
+    assert text.stdout.splitlines()[0] == "Telemetry: withheld (source: env:CI)", text.stdout
     assert "CI" in text.stdout.splitlines()[1], "the reason is given"
 
     report = status_json(config_path, env={"CI": ci})
@@ -349,12 +350,12 @@ def test_ctrl_c_stops_an_http_bot_cleanly(config_path: Path) -> None:
 def test_flush_with_debug_on_and_events_waiting_keeps_them_and_exits_1(config_path: Path) -> None:
     write_config(config_path, {"telemetryInstanceId": INSTANCE})
     facts = RuntimeFacts.gather("1.0", "r1")
-    assert outbox_for(config_path).add(make_event(EventName.STARTUP, INSTANCE, facts, 0.0))
+    outbox_for(config_path).add(make_event(EventName.STARTUP, INSTANCE, facts, 0.0))
 
     result = run_cli("--config", str(config_path), "flush", env={"TELEMETRY_DEBUG": "1"})
 
     assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "TELEMETRY_DEBUG" in result.stderr and "1 event(s) still waiting" in result.stderr
+    assert "TELEMETRY_DEBUG" in result.stderr and "1 event(s) kept" in result.stderr
     assert len(pending(config_path)) == 1
 
 

@@ -1,4 +1,4 @@
-"""SPEC section 4, the outbox: a TinyDB file beside the config file, written before an
+"""The outbox (docs/CONTRACT.md): a TinyDB file in the state folder, written before an
 event is handed to PostHog, at most 1,000 events (oldest dropped first, counted in
 `status`), and a damaged file set aside rather than stopping telemetry for good.
 """
@@ -16,6 +16,7 @@ from tinydb import TinyDB
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import EVENTS_TABLE
 from tests.support.capture import ACCEPT, REFUSE, CaptureServer, capture_server
+from tests.support.state import make_state_folder
 from tests.support.trackers import (
     outbox_for,
     outbox_path,
@@ -45,7 +46,7 @@ def _events(count: int, name: str = "heartbeat") -> list[dict[str, Any]]:
 
 def _fill(config_path: Path, events: list[dict[str, Any]]) -> None:
     """Events written straight into the outbox's TinyDB table, oldest first."""
-    config_path.parent.mkdir(parents=True, exist_ok=True)
+    make_state_folder(config_path)
     database = TinyDB(outbox_path(config_path))
     try:
         database.table(EVENTS_TABLE).insert_multiple(events)
@@ -53,7 +54,7 @@ def _fill(config_path: Path, events: list[dict[str, Any]]) -> None:
         database.close()
 
 
-def test_outbox_lives_beside_the_config_file_and_is_written_before_sending(
+def test_outbox_lives_in_the_state_folder_and_is_written_before_sending(
     server: CaptureServer, config_path: Path
 ) -> None:
     server.set_mode(REFUSE)
@@ -63,7 +64,7 @@ def test_outbox_lives_beside_the_config_file_and_is_written_before_sending(
         waiting = pending(config_path)
         assert [event["event"] for event in waiting] == ["startup"]
         # The file itself, as a person would open it, holds the event.
-        text = config_path.with_name("telemetry-outbox.json").read_text(encoding="utf-8")
+        text = outbox_path(config_path).read_text(encoding="utf-8")
         assert waiting[0]["uuid"] in text
         server.set_mode(ACCEPT)
         assert server.wait_for_events(1, name="startup", timeout=10)
@@ -112,15 +113,15 @@ DAMAGED = {
 def test_a_damaged_outbox_is_set_aside_and_a_fresh_one_used(
     server: CaptureServer, config_path: Path, content: str
 ) -> None:
-    config_path.parent.mkdir(parents=True)
+    make_state_folder(config_path)
     outbox_path(config_path).write_text(content, encoding="utf-8")
     with running_tracker(config_path, server.url):
         assert server.wait_for_events(1, name="startup", timeout=6), server.requests
         assert wait_until(lambda: pending(config_path) == [], 5), pending(config_path)
     set_aside = [
         path
-        for path in config_path.parent.iterdir()
-        if path.name.startswith("telemetry-outbox.json.corrupt-")
+        for path in outbox_path(config_path).parent.iterdir()
+        if path.name.startswith(outbox_path(config_path).name + ".corrupt-")
     ]
     assert [path.read_text(encoding="utf-8") for path in set_aside] == [content]
     assert json.loads(outbox_path(config_path).read_text(encoding="utf-8"))  # fresh, valid

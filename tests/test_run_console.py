@@ -48,7 +48,7 @@ def console(
     config_path: Path, capture: CaptureServer, shutdown_timeout: float = SHUTDOWN_TIMEOUT
 ) -> Iterator[BotProcess]:
     env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": str(shutdown_timeout)}
-    args = ("--config", str(config_path), "run", "--posthog", "real")
+    args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
     with bot_process(*args, env=env) as bot:
         assert bot.wait_for_stdout(lambda out: "Ctrl-D" in out or "help" in out), bot.describe()
         yield bot
@@ -185,7 +185,7 @@ def test_console_opt_out_as_the_first_line_leaves_no_event_behind(
     for attempt in range(OPT_OUT_ATTEMPTS):
         config_path = tmp_path / f"bot{attempt}" / "config.json"
         write_json(config_path, {"telemetryNoticeShown": True})
-        args = ("--config", str(config_path), "run", "--posthog", "real")
+        args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
         with bot_process(*args, env=env) as bot:
             bot.send_line("setconfig telemetryEnabled false")
             bot.send_line("telemetry status")

@@ -72,10 +72,27 @@ def test_bad_run_usage_exits_2_with_one_clear_line(
     assert not config_path.exists(), "a refused start wrote the config file"
 
 
-def test_run_without_tokens_defaults_to_the_console(config_path: Path) -> None:
+def test_run_without_tokens_or_a_terminal_refuses_instead_of_starting_the_demo(
+    config_path: Path,
+) -> None:
+    # A container or a service manager: no tokens, stdin not a terminal. The demo would
+    # read nothing, end at once and report success.
+    with CaptureServer(ACCEPT) as capture:
+        result = run_bot("--config", str(config_path), "run", env={"TELEMETRY_HOST": capture.url})
+        assert capture.requests == []
+
+    assert result.returncode == 2, result
+    line = _one_clear_error(result.stderr)
+    for named in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "--console"):
+        assert named in line, line
+    assert result.stdout == ""
+    assert not config_path.exists(), "a refused start wrote the config file"
+
+
+def test_run_console_given_explicitly_runs_on_any_stdin(config_path: Path) -> None:
     with CaptureServer(ACCEPT) as capture:
         env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": "5"}
-        result = run_bot("--config", str(config_path), "run", env=env)
+        result = run_bot("--config", str(config_path), "run", "--console", env=env)
 
     assert result.returncode == 0, result
     assert "console" in result.stdout.splitlines()[0].lower(), result.stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.config.settings import resolve_settings
+from slackonos_telemetry.telemetry.consent import Consent, Decision, decide
 from tests.support.environment import run_cli
 
 # The defaults are spelled out from the spec, not imported from the code under test.
@@ -49,6 +50,17 @@ class Case:
     api_key: str | None = None
     host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def consent(self) -> Consent:
+        """A clear no is an opt-out (OFF); what cannot be understood (a reason is owed, but
+        not DO_NOT_TRACK's), a config error and CI withhold instead."""
+        if self.enabled:
+            return Consent.ON
+        not_understood = self.reason_has is not None and self.source != SRC_DNT
+        if not_understood or self.source in ("config-error", "env:CI"):
+            return Consent.WITHHELD
+        return Consent.OFF
 
 
 def _enabled_cases() -> list[Case]:
@@ -363,14 +375,16 @@ def test_precedence(case: Case, config_path: Path) -> None:
     before = config_path.read_bytes() if config_path.exists() else None
 
     settings = resolve_settings(config_path, environ=dict(case.env))
+    decision = decide(settings)
 
-    assert (settings.enabled, settings.source) == (case.enabled, case.source), settings.reason
+    assert (decision.enabled, decision.source) == (case.enabled, case.source), decision.reason
     if case.enabled:
-        assert settings.reason is None
+        assert decision.reason is None
     if case.reason_has is not None:
-        assert settings.reason, f"no reason given for {case.id}"
+        assert decision.reason, f"no reason given for {case.id}"
         for fragment in case.reason_has:
-            assert fragment in settings.reason, (fragment, settings.reason)
+            assert fragment in decision.reason, (fragment, decision.reason)
+    assert decision.consent is case.consent, decision
     if case.api_key is not None:
         assert settings.api_key == case.api_key
     if case.host is not None:
@@ -383,21 +397,22 @@ def test_config_error_reason_names_the_file(config_path: Path) -> None:
     _write_config(config_path, TRUNCATED)
     expected = _json_error_position(TRUNCATED)
 
-    settings = resolve_settings(config_path, environ={})
+    decision = _decided(config_path, {})
 
-    assert settings.source == "config-error"
-    assert settings.reason is not None
-    assert str(config_path) in settings.reason
-    assert f"line {expected[0]}, column {expected[1]}" in settings.reason
+    assert decision.source == "config-error"
+    assert decision.consent is Consent.WITHHELD
+    assert decision.reason is not None
+    assert str(config_path) in decision.reason
+    assert f"line {expected[0]}, column {expected[1]}" in decision.reason
 
 
 def test_settings_are_read_fresh_each_time(config_path: Path) -> None:
     _write_config(config_path, {"telemetryEnabled": True})
-    assert resolve_settings(config_path, environ={}).enabled is True
+    assert _decided(config_path, {}).enabled is True
 
     _write_config(config_path, {"telemetryEnabled": False})
 
-    assert resolve_settings(config_path, environ={}).enabled is False
+    assert _decided(config_path, {}).enabled is False
 
 
 TUNING_DEFAULTS = {
@@ -416,7 +431,8 @@ def test_bad_tuning_value_falls_back_with_warning(name: str, bad: str, config_pa
     assert getattr(settings, attribute) == default
     assert any(name in warning for warning in settings.warnings), settings.warnings
     # A tuning mistake does not turn telemetry off.
-    assert (settings.enabled, settings.source) == (True, "default")
+    decision = decide(settings)
+    assert (decision.enabled, decision.source) == (True, "default")
 
 
 @pytest.mark.parametrize("name", sorted(TUNING_DEFAULTS))
@@ -441,6 +457,10 @@ def test_status_shows_tuning_warning(config_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     warning_lines = [line for line in result.stdout.splitlines() if "Warning" in line]
     assert any("TELEMETRY_HEARTBEAT_SECONDS" in line for line in warning_lines), result.stdout
+
+
+def _decided(config_path: Path, env: dict[str, str]) -> Decision:
+    return decide(resolve_settings(config_path, environ=env))
 
 
 def _json_error_position(text: str) -> tuple[int, int]:

@@ -14,8 +14,8 @@ replace is seen; only an edit in place within the same clock tick would not be, 
 is why this is used for the outbox, which people do not edit, and never for the
 config file, which they do.
 
-The cache is process-wide (a bot builds many readers of one file) and keeps
-only the newest parse of each file.
+The cache is process-wide (a bot builds many readers of one file), made anew in a
+forked child, and keeps only the newest parse of each file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from slackonos_telemetry.forksafe import PerProcess
 
 RACY_SECONDS = 2.0
 
@@ -59,10 +61,15 @@ class _Entry:
     written_here: bool = False
 
 
+class _Entries:
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, Hashable], _Entry] = {}
+        self.guard = threading.Lock()
+
+
 class ParsedFileCache:
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, Hashable], _Entry] = {}
-        self._guard = threading.Lock()
+        self._state: PerProcess[_Entries] = PerProcess(_Entries)
 
     def load(self, path: Path, parse: Callable[[], T], variant: Hashable = None) -> T:
         """``parse()``'s result for the file as it is now, parsing only when it changed.
@@ -73,36 +80,27 @@ class ParsedFileCache:
         """
         key = (os.path.realpath(path), variant)
         identity = _identity(path)
+        entries = self._state.get()
         if identity is not None:
-            with self._guard:
-                entry = self._entries.get(key)
+            with entries.guard:
+                entry = entries.found.get(key)
             trusted = entry is not None and (entry.written_here or not identity.racy(time.time()))
             if entry is not None and trusted and entry.identity == identity:
                 return entry.value  # type: ignore[no-any-return]
         value = parse()
         # Stat again: a change while we parsed must not be cached under the new identity.
         if identity is not None and identity == _identity(path):
-            with self._guard:
-                self._entries[key] = _Entry(identity, value)
+            with entries.guard:
+                entries.found[key] = _Entry(identity, value)
         return value
 
     def remember(self, path: Path, value: Any, variant: Hashable = None) -> None:
         """``value`` is what this process just wrote to ``path`` with an atomic replace."""
         identity = _identity(path)
+        entries = self._state.get()
         if identity is not None:
-            with self._guard:
-                self._entries[(os.path.realpath(path), variant)] = _Entry(identity, value, True)
-
-    def forget(self, path: Path) -> None:
-        real = os.path.realpath(path)
-        with self._guard:
-            for key in [key for key in self._entries if key[0] == real]:
-                del self._entries[key]
-
-    def reset_after_fork(self) -> None:
-        # The entries stay true in the child; the lock may have been held by a
-        # thread that the fork did not copy.
-        self._guard = threading.Lock()
+            with entries.guard:
+                entries.found[(os.path.realpath(path), variant)] = _Entry(identity, value, True)
 
 
 def _identity(path: Path) -> FileIdentity | None:

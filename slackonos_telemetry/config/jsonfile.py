@@ -1,32 +1,21 @@
-"""Reading a JSON object file with precise errors, and replacing it atomically.
+"""JSON object text: parsed with precise errors, written back so any reader takes it.
 
-Reading refuses whatever could hide an opt-out, with the line and column: text
-that is not JSON (an empty file included: it may be what an interrupted write
-left of a file that held one), JSON nested deeper than the parser follows, a
-number too long to convert, and, where the caller names them, one of its own
-keys given twice.
-
-Writing keeps what is there: the file's owner and mode, a symlink (the write goes
-to its target), and every value of other programs exactly, lone surrogates
-included.
+Parsing refuses whatever could hide an opt-out, with the line and column: text that
+is not JSON (an empty file included: it may be what an interrupted write left of a
+file that held one), JSON nested deeper than the parser follows, a number too long
+to convert, and, where the caller names them, one of its own keys given twice.
+Writing keeps every value of other programs exactly, lone surrogates included. The
+file system side (reading, atomic replace) is ``files.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import math
-import os
 import re
-import stat
-import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
-
-NEW_FILE_MODE = 0o600
-NEW_DIR_MODE = 0o700
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -44,20 +33,6 @@ class _NumberTooLong(ValueError):
     def __init__(self, digits: str) -> None:
         super().__init__(digits)
         self.digits = digits
-
-
-def read_text(path: Path) -> str | None:
-    """The file's text, or None when it does not exist. Follows symlinks."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise JSONFileError(path, "is a directory, not a JSON file") from None
-    except UnicodeDecodeError as exc:
-        raise JSONFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise JSONFileError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
 def parse_json_object(
@@ -140,69 +115,6 @@ def dumps(data: Any, indent: int | None = 2) -> str:
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, whole.
-
-    A symlink is kept and its target replaced. The file keeps its mode and its
-    owner; a new file gets mode 0600 (and, made by root in another user's folder,
-    that user as its owner, so a bot running as that user can still read it).
-    The caller holds the file's lock: leftovers of writers killed mid-write are
-    removed here, since no other writer can be running.
-    """
-    try:
-        text = dumps(data, indent) + "\n"
-    except RecursionError:
-        raise OSError(errno.EINVAL, "nested too deep to write") from None
-    target = Path(os.path.realpath(path))
-    make_private_folder(target.parent)
-    _remove_leftover_temp_files(target)
-    try:
-        existing: os.stat_result | None = target.stat()
-    except FileNotFoundError:
-        existing = None
-    mode = stat.S_IMODE(existing.st_mode) if existing else NEW_FILE_MODE
-    owner = _owner_to_keep(existing, target.parent)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            if owner is not None:
-                _give_to(handle.fileno(), owner, target)
-            # fchmod, not the open() mode, so the umask cannot widen or narrow it.
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    _fsync_directory(target.parent)
-
-
-def make_private_folder(folder: Path) -> None:
-    """Create ``folder`` (mode 0700) if missing; a file in its way is an error."""
-    if folder.is_dir():
-        return
-    try:
-        folder.mkdir(mode=NEW_DIR_MODE, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
-    owner = _owner_to_keep(None, folder.parent)
-    if owner is not None:
-        with contextlib.suppress(OSError):
-            os.chown(folder, *owner)
-
-
-def give_new_file_to_folder_owner(fd: int, folder: Path) -> None:
-    """For files made by root in a user's folder (lock files): that user owns them."""
-    owner = _owner_to_keep(None, folder)
-    if owner is not None:
-        with contextlib.suppress(OSError):
-            os.fchown(fd, *owner)
-
-
 def describe_json_value(value: Any) -> str:
     """How a person would name a JSON value in a message: its type, or the value itself
     for a short scalar."""
@@ -219,41 +131,6 @@ def describe_json_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "a number" if len(repr(value)) > 20 else repr(value)
     return type(value).__name__
-
-
-def _owner_to_keep(existing: os.stat_result | None, folder: Path) -> tuple[int, int] | None:
-    """The (uid, gid) a rewritten or new file must get, when not simply ours."""
-    euid, egid = os.geteuid(), os.getegid()
-    if existing is not None:
-        owner = (existing.st_uid, existing.st_gid)
-        return None if owner == (euid, egid) else owner
-    if euid != 0:
-        return None
-    try:
-        folder_stat = folder.stat()
-    except OSError:
-        return None
-    owner = (folder_stat.st_uid, folder_stat.st_gid)
-    return None if owner[0] == 0 else owner
-
-
-def _give_to(fd: int, owner: tuple[int, int], target: Path) -> None:
-    uid, gid = owner
-    try:
-        os.fchown(fd, uid, gid)
-        return
-    except PermissionError:
-        pass
-    if uid == os.geteuid():
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, -1, gid)
-            return
-    raise PermissionError(
-        errno.EPERM,
-        f"it belongs to user {uid} and this process runs as user {os.geteuid()}; "
-        "a rewrite would change its owner, so it was not saved (run as that user or root)",
-        str(target),
-    )
 
 
 def _checked_int(digits: str) -> int:
@@ -308,23 +185,3 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, column
-
-
-def _remove_leftover_temp_files(path: Path) -> None:
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

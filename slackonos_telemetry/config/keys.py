@@ -1,4 +1,5 @@
-"""The names a user types: config keys, environment variables, and their defaults (SPEC 2-3)."""
+"""The names a user types: config keys, environment variables, and their defaults
+(docs/CONTRACT.md, "The config file" and "Settings")."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ TELEMETRY_HOST = "TELEMETRY_HOST"
 TELEMETRY_DEBUG = "TELEMETRY_DEBUG"
 TELEMETRY_SHUTDOWN_TIMEOUT = "TELEMETRY_SHUTDOWN_TIMEOUT"
 TELEMETRY_HEARTBEAT_SECONDS = "TELEMETRY_HEARTBEAT_SECONDS"
+TELEMETRY_NOTICE_GRACE_SECONDS = "TELEMETRY_NOTICE_GRACE_SECONDS"
+TELEMETRY_STATE_DIR = "TELEMETRY_STATE_DIR"
 SLACKONOS_RELEASE = "SLACKONOS_RELEASE"
 
 # The SlackONOS project's public, write-only PostHog key: it can send events, not read them.
@@ -31,3 +34,4 @@ DEFAULT_HOST = "https://us.i.posthog.com"
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
 DEFAULT_HEARTBEAT_SECONDS = 86400.0
 MIN_HEARTBEAT_SECONDS = 1.0
+DEFAULT_NOTICE_GRACE_SECONDS = 3600.0

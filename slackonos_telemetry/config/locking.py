@@ -1,13 +1,17 @@
 """Locks that serialize the users of one file across threads and processes.
 
-Each lock is an advisory ``flock`` on a lock file beside the file it guards. The
-kernel drops it when its holder dies, so a process killed mid-write never leaves
-a file locked. One object per lock file is shared by the whole process (two
-``flock`` descriptors on one file would block each other even in one thread).
+Each lock is a POSIX record lock (``fcntl.lockf``) on a lock file of ours, under a
+re-entrant thread lock. Record locks, not ``flock``, because they belong to the
+process, not to the open file: a forked child never holds, and can never release,
+its parent's locks, and the kernel drops a process's locks when it ends, however it
+ends. The one rule they bring: a process must not open a lock file twice (closing
+any descriptor of a file drops the process's locks on it), so each process keeps
+exactly one object, with one descriptor, per lock file (``lock_for``), made anew in
+a forked child (``forksafe.PerProcess``).
 
-After a fork, the child starts with a fresh registry: a lock held by a parent's
-thread at the moment of the fork would otherwise stay held forever in the child,
-whose copy of that thread does not exist.
+``filelock`` is not used: its current release registers a process-wide audit hook
+and at-fork hooks that wait on locks for up to 30 s, costs ~70 ms to import, and has
+no shared mode, which the instance membership needs (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
-from slackonos_telemetry.config.jsonfile import give_new_file_to_folder_owner, make_private_folder
+from slackonos_telemetry.config.files import open_lock_file
+from slackonos_telemetry.forksafe import PerProcess
 
 try:
     import fcntl
@@ -36,14 +40,47 @@ class LockTimeout(OSError):
     """Another thread or process held the lock for longer than we were willing to wait."""
 
 
-class PathLock:
-    """Re-entrant in one thread, exclusive across threads and processes."""
+class _LockFile:
+    """The one descriptor this process keeps on a lock file, opened on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = open_lock_file(self.path)
+        return self._fd
+
+    def try_lock(self, mode: int) -> bool:
+        if fcntl is None:  # pragma: no cover - no inter-process lock without fcntl
+            return True
+        try:
+            fcntl.lockf(self.fd(), mode | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    def lock_until(self, mode: int, deadline: float) -> None:
+        while not self.try_lock(mode):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"timed out waiting for {self.path}")
+            time.sleep(_POLL_SECONDS)
+
+    def unlock(self) -> None:
+        # The descriptor stays open: closing it is what a second open must never do.
+        if fcntl is not None and self._fd is not None:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+
+class FileLock:
+    """Exclusive across threads and processes; re-entrant in one thread."""
 
     def __init__(self, lock_path: Path) -> None:
         self.lock_path = lock_path
+        self._file = _LockFile(lock_path)
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._fd: int | None = None
 
     @contextmanager
     def hold(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[None]:
@@ -52,15 +89,14 @@ class PathLock:
             raise LockTimeout(f"timed out waiting for {self.lock_path}")
         try:
             if self._depth == 0:
-                self._fd = _acquire(self.lock_path, deadline, shared=False)
+                self._file.lock_until(_EXCLUSIVE, deadline)
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
-                if self._depth == 0 and self._fd is not None:
-                    _release(self._fd)
-                    self._fd = None
+                if self._depth == 0:
+                    self._file.unlock()
         finally:
             self._thread_lock.release()
 
@@ -72,145 +108,79 @@ class PathLock:
         except LockTimeout:
             return True
 
-    def _forget_after_fork(self) -> None:
-        if self._fd is not None:
-            # The parent's thread holds this lock; the child's copy of the
-            # descriptor must not keep it held once the parent lets go.
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-
 
 class SharedHold:
-    """A shared ``flock`` held for as long as this process takes part in something, so
-    that others can tell whether anyone does (``others_hold``). Counted: each ``take``
-    is matched by a ``drop``, and the lock is let go with the last one."""
+    """A shared lock this process holds for as long as it takes part in something, so
+    that others can tell whether anyone else does (``others_hold``).
+
+    Every take, drop and question is asked under one exclusive lock the caller holds
+    (the outbox's), so the brief upgrade in ``others_hold`` never meets another taker.
+    """
 
     def __init__(self, lock_path: Path) -> None:
         self.lock_path = lock_path
-        self._fd: int | None = None
-        self._count = 0
-        self._guard = threading.Lock()
+        self._file = _LockFile(lock_path)
+        self.held = False
 
     def take(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        with self._guard:
-            if self._fd is None:
-                self._fd = _acquire(self.lock_path, time.monotonic() + timeout, shared=True)
-            self._count += 1
+        if not self.held:
+            self._file.lock_until(_SHARED, time.monotonic() + timeout)
+            self.held = True
 
     def drop(self) -> None:
-        with self._guard:
-            self._count = max(0, self._count - 1)
-            if self._count == 0 and self._fd is not None:
-                _release(self._fd)
-                self._fd = None
+        if self.held:
+            self._file.unlock()
+            self.held = False
 
     def others_hold(self) -> bool:
-        """Whether anyone else holds the lock: another process, or another taker in this
-        one (a hold of this process's other takers counts; the caller's own must be
-        dropped, or not yet taken, when it asks)."""
-        with self._guard:
-            if self._count > 0:
-                return True
-        fd = _open_lock_file(self.lock_path)
-        try:
-            if fcntl is None:  # pragma: no cover
-                return False
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
-
-    def _forget_after_fork(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self._count = 0
+        """Whether another process holds the lock. An exclusive lock is tried on the same
+        descriptor (our own shared lock never conflicts with it), then our state put back."""
+        if not self._file.try_lock(_EXCLUSIVE):
+            return True
+        if self.held:
+            self._file.lock_until(_SHARED, time.monotonic() + DEFAULT_TIMEOUT_SECONDS)
+        else:
+            self._file.unlock()
+        return False
 
 
-_Lockish = TypeVar("_Lockish", "PathLock", "SharedHold")
-
-_registry: dict[str, PathLock] = {}
-_shared: dict[str, SharedHold] = {}
-_registry_guard = threading.Lock()
+_EXCLUSIVE = fcntl.LOCK_EX if fcntl is not None else 0
+_SHARED = fcntl.LOCK_SH if fcntl is not None else 0
 
 
-def lock_for(path: Path, suffix: str = ".lock") -> PathLock:
-    """The process-wide lock guarding ``path``: its lock file is ``path`` + ``suffix``,
-    beside the file a symlink points to, so the link and its target share one lock."""
-    return _one_per_file(_registry, PathLock, path, suffix)
+class _Registry:
+    def __init__(self) -> None:
+        self.locks: dict[str, FileLock] = {}
+        self.holds: dict[str, SharedHold] = {}
+        self.guard = threading.Lock()
 
 
-def shared_hold_for(path: Path, suffix: str) -> SharedHold:
-    """The process-wide shared hold on ``path`` + ``suffix`` (beside a symlink's target)."""
-    return _one_per_file(_shared, SharedHold, path, suffix)
+_registry: PerProcess[_Registry] = PerProcess(_Registry)
 
 
-def _one_per_file(
-    registry: dict[str, _Lockish], make: Callable[[Path], _Lockish], path: Path, suffix: str
-) -> _Lockish:
-    lock_path = Path(os.path.realpath(path) + suffix)
-    with _registry_guard:
-        found = registry.get(str(lock_path))
+def lock_for(lock_path: Path) -> FileLock:
+    """This process's one lock on ``lock_path``."""
+    registry = _registry.get()
+    key = os.path.abspath(lock_path)
+    with registry.guard:
+        found = registry.locks.get(key)
         if found is None:
-            found = registry[str(lock_path)] = make(lock_path)
+            found = registry.locks[key] = FileLock(Path(key))
         return found
 
 
-def reset_after_fork() -> None:
-    """In a forked child: forget every lock of the parent (see the module's docstring)."""
-    global _registry, _shared, _registry_guard
-    for lock in list(_registry.values()):
-        lock._forget_after_fork()
-    for hold in list(_shared.values()):
-        hold._forget_after_fork()
-    _registry, _shared, _registry_guard = {}, {}, threading.Lock()
+def shared_hold_for(lock_path: Path) -> SharedHold:
+    """This process's one shared hold on ``lock_path``."""
+    registry = _registry.get()
+    key = os.path.abspath(lock_path)
+    with registry.guard:
+        found = registry.holds.get(key)
+        if found is None:
+            found = registry.holds[key] = SharedHold(Path(key))
+        return found
 
 
-def _open_lock_file(lock_path: Path) -> int:
-    # The lock is taken before the first write, which would make the folder anyway.
-    make_private_folder(lock_path.parent)
-    flags = os.O_CREAT | os.O_CLOEXEC
-    try:
-        fd = os.open(lock_path, os.O_RDWR | flags, 0o600)
-    except PermissionError as denied:
-        # flock works on a descriptor opened for reading too (a lock file made by
-        # another user that we may read).
-        try:
-            return os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            raise denied from None
-    give_new_file_to_folder_owner(fd, lock_path.parent)
-    return fd
-
-
-def _acquire(lock_path: Path, deadline: float, shared: bool) -> int:
-    fd = _open_lock_file(lock_path)
-    if fcntl is None:  # pragma: no cover - no inter-process lock without fcntl
-        return fd
-    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise LockTimeout(f"timed out waiting for {lock_path}") from None
-            time.sleep(_POLL_SECONDS)
-        except BaseException:
-            os.close(fd)
-            raise
-
-
-def _release(fd: int) -> None:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+@contextlib.contextmanager
+def held(lock_path: Path, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[None]:
+    with lock_for(lock_path).hold(timeout):
+        yield

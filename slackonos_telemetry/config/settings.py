@@ -1,8 +1,8 @@
-"""Every setting with the place it came from, resolved fresh from the environment and the
-config file (SPEC section 3).
+"""Every setting with the place it came from, read fresh from the environment and the
+config file (docs/CONTRACT.md, "Settings").
 
-Resolution never raises: a value that cannot be understood turns telemetry off
-and says why (when in doubt, send nothing), or for tuning values falls back to
+Reading never raises: a value that cannot be understood is kept with the problem
+named (``telemetry.consent`` then sends nothing), or, for tuning values, falls back to
 the default with a warning.
 """
 
@@ -23,6 +23,7 @@ from slackonos_telemetry.config.keys import (
     DEFAULT_API_KEY,
     DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_HOST,
+    DEFAULT_NOTICE_GRACE_SECONDS,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DO_NOT_TRACK,
     ENABLED_KEY,
@@ -34,17 +35,13 @@ from slackonos_telemetry.config.keys import (
     TELEMETRY_ENABLED,
     TELEMETRY_HEARTBEAT_SECONDS,
     TELEMETRY_HOST,
+    TELEMETRY_NOTICE_GRACE_SECONDS,
     TELEMETRY_SHUTDOWN_TIMEOUT,
 )
+from slackonos_telemetry.config.paths import StatePlace, state_place
 from slackonos_telemetry.config.redact import shown_url
 from slackonos_telemetry.config.store import ConfigReadError, ConfigStore
-from slackonos_telemetry.config.words import (
-    BOOLEAN_WORDS_TEXT,
-    ci_says_true,
-    do_not_track,
-    parse_bool_word,
-    seconds_from_env,
-)
+from slackonos_telemetry.config.words import parse_bool_word, seconds_from_env
 
 
 class Source(str, enum.Enum):
@@ -68,43 +65,44 @@ class Source(str, enum.Enum):
         return self.value.removeprefix("env:") if self.value.startswith("env:") else None
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+MISSING: Any = _Missing()
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides what telemetry does now, each value with its source.
+    """What the environment and the config file say now, each value with its source.
 
-    ``enabled`` is False with a ``reason`` whenever a value could not be
-    understood. ``host`` may hold a user name and password: show ``host_shown``.
+    These are readings: whether telemetry may send is decided from them by
+    ``telemetry.consent``, the one place that rule lives. ``host`` may hold a user name
+    and password: show ``host_shown``.
     """
 
     config_path: Path
-    enabled: bool
-    source: Source
-    reason: str | None
+    environ: Mapping[str, str]  # the environment the readings came from
+    config_error: str | None  # why the config file cannot be read (an opt-out may hide in it)
+    config_enabled: Any  # the file's telemetryEnabled as written, MISSING when absent
     api_key: str
     api_key_source: Source
+    api_key_problem: str | None
     host: str
     host_source: Source
+    host_problem: str | None
     debug: bool
     shutdown_timeout: float
     heartbeat_seconds: float
+    notice_grace_seconds: float
     release_override: str | None
+    state: StatePlace
     warnings: tuple[str, ...] = ()
 
     @property
     def host_shown(self) -> str:
         return shown_url(self.host) if self.host else "(none)"
-
-    @property
-    def env_overrides_config(self) -> bool:
-        """Whether the environment, not the file, decides the enabled state."""
-        return self.source in (Source.DO_NOT_TRACK, Source.ENV_ENABLED)
-
-
-@dataclass(frozen=True)
-class _Decision:
-    enabled: bool
-    source: Source
-    reason: str | None = None
 
 
 def resolve_settings(config_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,14 +116,8 @@ def resolve_settings(config_path: Path, environ: Mapping[str, str] | None = None
     except ConfigReadError as exc:
         config_error = str(exc)
 
-    decision = _decide_enabled(env, config, config_error, config_path)
     api_key, api_key_source, api_key_problem = _resolve_api_key(env, config, config_path)
     host, host_source, host_problem = _resolve_host(env, config, config_path)
-    if decision.enabled and api_key_problem:
-        decision = _Decision(False, api_key_source, api_key_problem)
-    elif decision.enabled and host_problem:
-        decision = _Decision(False, host_source, host_problem)
-
     warnings: list[str] = []
     shutdown_timeout = seconds_from_env(
         env, TELEMETRY_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, 0.0, warnings
@@ -133,19 +125,26 @@ def resolve_settings(config_path: Path, environ: Mapping[str, str] | None = None
     heartbeat_seconds = seconds_from_env(
         env, TELEMETRY_HEARTBEAT_SECONDS, DEFAULT_HEARTBEAT_SECONDS, MIN_HEARTBEAT_SECONDS, warnings
     )
+    notice_grace = seconds_from_env(
+        env, TELEMETRY_NOTICE_GRACE_SECONDS, DEFAULT_NOTICE_GRACE_SECONDS, 0.0, warnings
+    )
     return Settings(
         config_path=config_path,
-        enabled=decision.enabled,
-        source=decision.source,
-        reason=decision.reason,
+        environ=env,
+        config_error=config_error,
+        config_enabled=config.get(ENABLED_KEY, MISSING),
         api_key=api_key,
         api_key_source=api_key_source,
+        api_key_problem=api_key_problem,
         host=host,
         host_source=host_source,
+        host_problem=host_problem,
         debug=debug_requested(env),
         shutdown_timeout=shutdown_timeout,
         heartbeat_seconds=heartbeat_seconds,
+        notice_grace_seconds=notice_grace,
         release_override=env.get(SLACKONOS_RELEASE, "").strip() or None,
+        state=state_place(config_path, env),
         warnings=tuple(warnings),
     )
 
@@ -154,55 +153,6 @@ def debug_requested(env: Mapping[str, str]) -> bool:
     value = env.get(TELEMETRY_DEBUG, "").strip()
     # Anything but a clear "no" turns debug on: debug sends nothing, the safe side.
     return bool(value) and parse_bool_word(value) is not False
-
-
-def _decide_enabled(
-    env: Mapping[str, str],
-    config: Mapping[str, Any],
-    config_error: str | None,
-    config_path: Path,
-) -> _Decision:
-    if do_not_track(env):
-        return _Decision(False, Source.DO_NOT_TRACK, f"{DO_NOT_TRACK} is set")
-    env_value = env.get(TELEMETRY_ENABLED, "").strip()
-    if env_value:
-        parsed = parse_bool_word(env_value)
-        if parsed is None:
-            return _Decision(
-                False,
-                Source.ENV_ENABLED,
-                f"{TELEMETRY_ENABLED}={env_value!r} is not a boolean word "
-                f"({BOOLEAN_WORDS_TEXT}); telemetry stays off",
-            )
-        return _Decision(parsed, Source.ENV_ENABLED)
-    if config_error is not None:
-        return _Decision(
-            False,
-            Source.CONFIG_ERROR,
-            f"{config_error}; telemetry stays off because an opt-out in it cannot be read",
-        )
-    if ENABLED_KEY in config:
-        value = config[ENABLED_KEY]
-        parsed = value if isinstance(value, bool) else _bool_from_text(value)
-        if parsed is None:
-            return _Decision(
-                False,
-                Source.CONFIG,
-                f"{ENABLED_KEY} in {config_path} is {describe_json_value(value)}, not a "
-                f"boolean ({BOOLEAN_WORDS_TEXT}); telemetry stays off",
-            )
-        return _Decision(parsed, Source.CONFIG)
-    if ci_says_true(env):
-        return _Decision(
-            False,
-            Source.CI,
-            f"{CI} is set: a test run is not counted (set {TELEMETRY_ENABLED}=true to count it)",
-        )
-    return _Decision(True, Source.DEFAULT)
-
-
-def _bool_from_text(value: Any) -> bool | None:
-    return parse_bool_word(value) if isinstance(value, str) else None
 
 
 def _resolve_api_key(
@@ -219,7 +169,7 @@ def _resolve_api_key(
             "",
             Source.CONFIG,
             f"{API_KEY_KEY} in {config_path} is {describe_json_value(value)}, not a non-empty "
-            "string; telemetry stays off",
+            "string",
         )
     return DEFAULT_API_KEY, Source.DEFAULT, None
 
@@ -233,9 +183,7 @@ def _resolve_host(
         return (
             from_env,
             Source.ENV_HOST,
-            f"{TELEMETRY_HOST}={shown_url(from_env)!r} {problem}; telemetry stays off"
-            if problem
-            else None,
+            f"{TELEMETRY_HOST}={shown_url(from_env)!r} {problem}" if problem else None,
         )
     if HOST_KEY in config:
         value = config[HOST_KEY]
@@ -243,15 +191,13 @@ def _resolve_host(
             return (
                 "",
                 Source.CONFIG,
-                f"{HOST_KEY} in {config_path} is {describe_json_value(value)}, not a URL; "
-                "telemetry stays off",
+                f"{HOST_KEY} in {config_path} is {describe_json_value(value)}, not a URL",
             )
         problem = _host_problem(value.strip())
         return (
             value.strip(),
             Source.CONFIG,
-            f"{HOST_KEY} in {config_path} is {shown_url(value.strip())!r}, which {problem}; "
-            "telemetry stays off"
+            f"{HOST_KEY} in {config_path} is {shown_url(value.strip())!r}, which {problem}"
             if problem
             else None,
         )

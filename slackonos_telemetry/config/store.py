@@ -1,25 +1,30 @@
 """The shared config file, read and written through TinyDB.
 
 The host bot owns the file; the plugin owns a few keys in it. Every write is a
-read-modify-write under the file's lock, so concurrent writers (threads, the
-CLI, a second bot) never lose each other's keys, and a file that cannot be
-parsed is reported, never written over (an empty one excepted: it holds nothing
-to lose, and a write may give it content again).
+read-modify-write under the plugin's config lock (in its state folder), so
+concurrent writers of ours (threads, the CLI, a second bot) never lose each other's
+keys; a write changes only the lines of the keys it sets (``storages.py``); and a
+file that cannot be parsed is reported, never written over (an empty one excepted:
+it holds nothing to lose, and a write may give it content again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
 from tinydb.table import Document
 
+from slackonos_telemetry.config.files import make_state_folder
 from slackonos_telemetry.config.jsonfile import JSONFileError
 from slackonos_telemetry.config.keys import OWNED_KEYS
 from slackonos_telemetry.config.locking import LockTimeout, lock_for
+from slackonos_telemetry.config.paths import config_lock_path
 from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage, cached_object
 
 ConfigReadError = JSONFileError
@@ -33,13 +38,21 @@ class ConfigWriteError(Exception):
         self.path = path
         self.reason = reason
 
+    @property
+    def read_only(self) -> bool:
+        """The file cannot be written at all (a read-only mount, no permission)."""
+        return self.reason in (_READ_ONLY, _DENIED)
+
 
 Decide = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+
+_READ_ONLY = "the file system is read-only"
+_DENIED = "permission denied"
 
 
 class ConfigStore:
     """One config file: reads parsed once per change, and writes that keep every key
-    they do not set."""
+    (and every byte) they do not set."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,7 +75,7 @@ class ConfigStore:
         and ConfigWriteError when the new file cannot be written.
         """
         try:
-            with lock_for(self.path).hold():
+            with self._locked():
                 database = TinyDB(self.path, storage=FlatObjectStorage, unique_keys=OWNED_KEYS)
                 table = database.table(TinyDB.default_table_name)
                 current = table.get(doc_id=FLAT_DOCUMENT_ID)
@@ -81,10 +94,31 @@ class ConfigStore:
         except OSError as exc:
             raise ConfigWriteError(self.path, _reason(exc)) from None
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = config_lock_path(self.path)
+        with contextlib.ExitStack() as held:
+            try:
+                make_state_folder(lock_path.parent)
+                held.enter_context(lock_for(lock_path).hold())
+            except LockTimeout:
+                raise
+            except OSError as exc:
+                if os.access(Path(os.path.realpath(self.path)).parent, os.W_OK):
+                    # The config could be written: the state folder is the problem.
+                    raise ConfigWriteError(
+                        self.path, f"its lock cannot be kept in {lock_path.parent}: {_reason(exc)}"
+                    ) from None
+                # Nowhere to keep a lock, and the config's folder is not writable either:
+                # the write fails on its own, with the file's own reason.
+            yield
+
 
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
-        return "the file system is read-only"
+        return _READ_ONLY
+    if exc.errno == errno.EACCES:
+        return _DENIED
     if exc.errno == errno.ENOSPC:
         return "the disk is full"
     return exc.strerror or str(exc)

@@ -1,20 +1,13 @@
-"""The words a person types for yes and no, and what the environment says about telemetry.
+"""The words a person types for yes and no, and numbers of seconds from the environment.
 
-A leaf of the config layer: ``register()`` uses ``environment_disables`` on the
-host's main thread, so this imports nothing else.
+A leaf of the config layer, light enough for ``register()``'s path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from slackonos_telemetry.config.keys import (
-    CI,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DO_NOT_TRACK,
-    TELEMETRY_ENABLED,
-    TELEMETRY_SHUTDOWN_TIMEOUT,
-)
+from slackonos_telemetry.config.keys import DEFAULT_SHUTDOWN_TIMEOUT, TELEMETRY_SHUTDOWN_TIMEOUT
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -29,26 +22,6 @@ def parse_bool_word(text: str) -> bool | None:
     if word in FALSE_WORDS:
         return False
     return None
-
-
-def do_not_track(env: Mapping[str, str]) -> bool:
-    """DO_NOT_TRACK set to anything but empty, 0 or false (consoledonottrack.com)."""
-    return env.get(DO_NOT_TRACK, "").strip().lower() not in ("", "0", "false")
-
-
-def ci_says_true(env: Mapping[str, str]) -> bool:
-    """CI set to a true word, as every CI service sets it."""
-    return parse_bool_word(env.get(CI, "")) is True
-
-
-def environment_disables(env: Mapping[str, str]) -> bool:
-    """Whether the environment alone turns telemetry off, whatever the config file says:
-    DO_NOT_TRACK, or TELEMETRY_ENABLED set to anything but a true word. (The full
-    decision, with its reasons, is ``resolve_settings``; this is the same rule.)"""
-    if do_not_track(env):
-        return True
-    word = env.get(TELEMETRY_ENABLED, "").strip()
-    return bool(word) and parse_bool_word(word) is not True
 
 
 def seconds_from_env(

@@ -23,8 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from slackonos_telemetry.config.keys import TELEMETRY_HOST
-from slackonos_telemetry.config.paths import keep_state_in
+from slackonos_telemetry.config.keys import (
+    TELEMETRY_HOST,
+    TELEMETRY_NOTICE_GRACE_SECONDS,
+    TELEMETRY_STATE_DIR,
+)
 from slackonos_telemetry.run import signals
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, TEAM_ID, ApiCall, LocalSlack
 from slackonos_telemetry.slack.admin_channel import AdminChannel, is_channel_id
@@ -88,29 +91,35 @@ class ConsoleOutput:
 
 
 def run_console(
-    config_path: Path,
+    config_path: Path | None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     *,
     local_posthog: bool = True,
 ) -> int:
+    """``config_path``: a real config the user named (``--config``); None for a demo
+    config of the console's own. With the local PostHog stand-in, the state is the
+    console's own too, so a demo never sends (nor swallows) a real run's events."""
     from slack_bolt import App
     from slack_bolt.request import BoltRequest
     from slack_sdk import WebClient
 
-    from slackonos_telemetry.config.settings import resolve_settings
     from slackonos_telemetry.run.host_bot import build_host_app
     from slackonos_telemetry.run.local_posthog import LocalPostHog
     from slackonos_telemetry.telemetry import shutdown
 
     reader = stdin or sys.stdin
     output = ConsoleOutput(stdout or sys.stdout, interactive=reader.isatty())
+    demo = Path(tempfile.mkdtemp(prefix="slackonos-console-"))
+    config_given = config_path is not None
+    config_path = config_path or demo / "config" / "config.json"
     admin_id, admin_name = _admin_channel(config_path)
 
     def show_call(call: ApiCall) -> None:
         who = _SHOWN_METHODS.get(call.method)
         if who is not None:
-            text = str(call.params.get("text") or "").replace("\n", "\n    ")
+            # As Slack shows it: the three escapes of mrkdwn back to the characters.
+            text = _as_shown(str(call.params.get("text") or "")).replace("\n", "\n    ")
             output.show(f"{who}> {text}")
 
     def show_event(event: dict[str, Any]) -> None:
@@ -118,19 +127,19 @@ def run_console(
         output.show(f"→ PostHog (local): {name} {json.dumps(event, separators=(',', ':'))}")
 
     posthog = LocalPostHog(show_event) if local_posthog else None
-    demo_state = Path(tempfile.mkdtemp(prefix="slackonos-console-")) if posthog else None
     if posthog is not None:
-        # This process is the console: its telemetry goes to the stand-in, and its
-        # state stays apart from a real run's (see paths.keep_state_in).
+        # This process is the console: its telemetry goes to the stand-in, its state is
+        # its own, and nothing leaves the machine, so no first-run grace holds it back.
         os.environ[TELEMETRY_HOST] = posthog.url
-        keep_state_in(demo_state)
+        os.environ[TELEMETRY_STATE_DIR] = str(demo / "state")
+        os.environ.setdefault(TELEMETRY_NOTICE_GRACE_SECONDS, "0")
     slack = LocalSlack({admin_id: admin_name}, on_call=show_call)
     try:
         client = WebClient(token="xoxb-local-console", base_url=slack.url)
         # process_before_response: each answer is printed before the next prompt.
         app = App(client=client, signing_secret="local-console", process_before_response=True)
         build_host_app(app, config_path, chatty=True)
-        _banner(output, config_path, resolve_settings(config_path), admin_name, posthog)
+        _banner(output, config_path, config_given, admin_name, posthog)
         stopping = _Stopping()
         counter = itertools.count(1)
         try:
@@ -149,9 +158,7 @@ def run_console(
         slack.close()
         if posthog is not None:
             posthog.close()
-        if demo_state is not None:
-            keep_state_in(None)
-            shutil.rmtree(demo_state, ignore_errors=True)
+        shutil.rmtree(demo, ignore_errors=True)
     return 0
 
 
@@ -177,6 +184,10 @@ def _ignore_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def _as_shown(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _admin_channel(config_path: Path) -> tuple[str, str]:
     configured = AdminChannel(config_path).configured()
     if is_channel_id(configured):
@@ -185,11 +196,16 @@ def _admin_channel(config_path: Path) -> tuple[str, str]:
 
 
 def _banner(
-    output: ConsoleOutput, config_path: Path, settings: Any, admin: str, posthog: Any
+    output: ConsoleOutput, config_path: Path, config_given: bool, admin: str, posthog: Any
 ) -> None:
-    state = "on" if settings.enabled else "off"
-    if not settings.enabled:
-        where = f": {settings.reason}" if settings.reason else ""
+    from slackonos_telemetry.config.settings import resolve_settings
+    from slackonos_telemetry.telemetry.consent import decide
+
+    settings = resolve_settings(config_path)
+    decision = decide(settings)
+    state = "on" if decision.enabled else "off"
+    if not decision.enabled:
+        where = f": {decision.reason}" if decision.reason else ""
     elif settings.debug:
         where = "; TELEMETRY_DEBUG is set: each payload prints on stderr, nothing is sent"
     elif posthog is not None:
@@ -199,11 +215,18 @@ def _banner(
         )
     else:
         where = f", sent to {settings.host_shown}; unsent events wait in the outbox"
+    if config_given:
+        config = f"{config_path} (yours: what you switch here is saved there)"
+    else:
+        config = (
+            f"{config_path} (the demo's own, removed at exit; nothing of ./config is read "
+            "or changed: `run --console --config PATH` uses a real one)"
+        )
     stand_ins = "Slack and PostHog are local stand-ins" if posthog else "Slack is a local stand-in"
     output.show(
         f"SlackONOS telemetry console: the real Bolt app and plugin; {stand_ins}.\n"
-        f"Config file: {config_path}\n"
-        f"Telemetry: {state} (source: {settings.source}){where}\n"
+        f"Config file: {config}\n"
+        f"Telemetry: {state} (source: {decision.source}){where}\n"
         "To see each payload on stderr instead: TELEMETRY_DEBUG=1 make run\n"
         f"Each line is a message from an admin in #{admin}. Type `help`; Ctrl-D quits."
     )

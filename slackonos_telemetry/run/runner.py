@@ -46,13 +46,23 @@ class RunOptions:
     port: int | None = None
     bind: str = "127.0.0.1"
     local_posthog: bool | None = None  # None: the mode's default (local for the console)
+    config_given: bool = False  # --config named the file (the console then uses it)
 
 
-def choose_mode(options: RunOptions, env: Mapping[str, str]) -> RunMode:
+def choose_mode(options: RunOptions, env: Mapping[str, str], interactive: bool) -> RunMode:
     if options.mode:
         return options.mode
     if env.get(BOT_TOKEN) and env.get(APP_TOKEN):
         return RunMode.SOCKET
+    if not interactive:
+        # A container or a service manager: the demo would read no input and end at
+        # once, reporting success. Say what is missing instead.
+        raise RunError(
+            f"no Slack tokens and no terminal: set {BOT_TOKEN} and {APP_TOKEN} for Socket "
+            f"Mode (or run --http PORT with {BOT_TOKEN} and {SIGNING_SECRET}); "
+            "run --console to start the local demo anyway",
+            2,
+        )
     return RunMode.CONSOLE
 
 
@@ -71,13 +81,14 @@ def check_environment(mode: RunMode, env: Mapping[str, str]) -> None:
 
 def run(options: RunOptions, config_path: Path, env: Mapping[str, str] | None = None) -> int:
     environ = os.environ if env is None else env
-    mode = choose_mode(options, environ)
+    mode = choose_mode(options, environ, _stdin_is_a_terminal())
     check_environment(mode, environ)
     if mode is RunMode.CONSOLE:
         from slackonos_telemetry.run.console import run_console
 
         local = True if options.local_posthog is None else options.local_posthog
-        return run_console(config_path, local_posthog=local)
+        given = config_path if options.config_given else None
+        return run_console(given, local_posthog=local)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -96,6 +107,13 @@ def run(options: RunOptions, config_path: Path, env: Mapping[str, str] | None = 
     finally:
         if posthog is not None:
             posthog.close()
+
+
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 def _local_posthog() -> Any:

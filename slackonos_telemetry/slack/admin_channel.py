@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from slackonos_telemetry.config.keys import ADMIN_CHANNEL_KEY, DEFAULT_ADMIN_CHANNEL
 from slackonos_telemetry.config.store import ConfigReadError, ConfigStore
+from slackonos_telemetry.slack.mrkdwn import escape
 from slackonos_telemetry.slack.port import SlackPort, SlackUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 # has just created the channel must not be told for long that they are in the wrong one.
 _MISS_RETRY_SECONDS = 5.0
 _MAX_PAGES = 50
+_LOOKS_LIKE_ID = re.compile(r"[A-Z0-9]{2,30}")
 
 
 class Place(enum.Enum):
@@ -63,12 +66,17 @@ class AdminChannel:
         return value.strip().lstrip("#").strip()
 
     def mention(self) -> str:
-        """How to name it in a Slack message (no lookup)."""
+        """How to name it in a Slack message (no lookup): a channel link for an ID that
+        looks like one, else the name as text (escaped: the value is the operator's)."""
         configured = self.configured()
         if is_channel_id(configured):
-            return f"<#{configured}>"
+            return (
+                f"<#{configured}>" if _LOOKS_LIKE_ID.fullmatch(configured) else escape(configured)
+            )
         known = self._ids_by_name.get(configured.lower())
-        return f"<#{known}>" if known else f"#{configured}"
+        if known and _LOOKS_LIKE_ID.fullmatch(known):
+            return f"<#{known}>"
+        return f"#{escape(configured)}"
 
     def check(self, channel_id: str, slack: SlackPort) -> Verdict:
         """Whether ``channel_id`` is the admin channel; UNKNOWN when a lookup failed."""

@@ -17,9 +17,9 @@ from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from slackonos_telemetry.slack.edges import PluginPort, Router
+from slackonos_telemetry.slack import worker
+from slackonos_telemetry.slack.edges import FAAS_WAIT_SECONDS, PluginPort, Router
 from slackonos_telemetry.slack.port import async_port
-from slackonos_telemetry.slack.worker import worker
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class AsyncTelemetryMiddleware(AsyncMiddleware):
             slack = async_port(req.context.client, asyncio.get_running_loop())
             done = worker.submit(lambda: self.plugin.handle(request, slack))
             if self.plugin.answers_before_ack:
-                # handle() logs its own failures; the worker logs a refusal.
+                # handle() logs its own failures; past the wait, the answer finishes later.
                 with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(done)
+                    await asyncio.wait_for(
+                        asyncio.shield(asyncio.wrap_future(done)), FAAS_WAIT_SECONDS
+                    )
         return await req.context.ack()

@@ -1,5 +1,7 @@
 """The telemetry status and the first-run notice as Slack messages: Block Kit with a
-plain-text fallback, both saying what is and is not collected in the same words."""
+plain-text fallback, both saying what is and is not collected in the same words
+(``telemetry.disclosure``, made from the allowlist the sender checks). Every value is
+escaped for mrkdwn (``mrkdwn.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 from slackonos_telemetry.admin import StatusReport
 from slackonos_telemetry.config.redact import mask_api_key
 from slackonos_telemetry.slack.ids import TOGGLE_ACTION_ID, TURN_OFF, TURN_ON
-from slackonos_telemetry.telemetry.disclosure import COLLECTED, HOW_TO_DISABLE, NOT_COLLECTED
+from slackonos_telemetry.slack.mrkdwn import escape
+from slackonos_telemetry.telemetry.disclosure import HOW_TO_DISABLE, NOT_COLLECTED, collected_names
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,11 @@ def describe_uptime(seconds: float) -> str:
 
 
 def status_message(report: StatusReport, uptime_seconds: float | None) -> SlackMessage:
-    settings = report.settings
-    state = "on" if settings.enabled else "off"
+    settings, decision = report.settings, report.decision
+    state = "on" if decision.enabled else "off"
     uptime = describe_uptime(uptime_seconds) if uptime_seconds is not None else "not running"
     facts = [
-        ("State", f"{state} (source: {settings.source})"),
+        ("State", f"{state} (source: {decision.source})"),
         ("Instance ID", report.instance_id_text()),
         ("Host", settings.host_shown),
         ("API key", mask_api_key(settings.api_key)),
@@ -42,33 +45,49 @@ def status_message(report: StatusReport, uptime_seconds: float | None) -> SlackM
         ("Uptime", uptime),
         ("Outbox", f"{report.outbox.pending} waiting, {report.outbox.dropped} dropped"),
         ("Last delivery", report.outbox.last_delivery or "never"),
+        ("State folder", f"{settings.state.folder} ({settings.state.reason})"),
     ]
-    fallback = [f"Telemetry is {state} (source: {settings.source})"]
-    if settings.reason:
-        fallback.append(f"Why: {settings.reason}")
+    if report.first_send_at:
+        facts.append(("First event leaves", report.first_send_at))
+    notes = [f"Why: {decision.reason}"] if decision.reason else []
+    if report.state_problem:
+        notes.append(f"Problem: {report.state_problem}")
+    fallback = [f"Telemetry is {state} (source: {decision.source})", *notes]
     fallback += [f"{label}: {value}" for label, value in facts[1:]]
     fallback += _disclosure_lines()
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(f"Telemetry is {state}")}]
-    if settings.reason:
-        blocks.append(_section(f":warning: {settings.reason}"))
+    blocks += [_section(f":warning: {escape(note)}") for note in notes]
     blocks.append(
-        {"type": "section", "fields": [_mrkdwn(f"*{label}*\n{value}") for label, value in facts]}
+        {
+            "type": "section",
+            "fields": [_mrkdwn(f"*{label}*\n{escape(value)}") for label, value in facts],
+        }
     )
-    blocks += _disclosure_blocks(settings.enabled)
-    return SlackMessage("\n".join(fallback), blocks)
+    blocks += _disclosure_blocks(decision.enabled)
+    return SlackMessage(escape("\n".join(fallback)), blocks)
 
 
-def notice_message(enabled: bool) -> SlackMessage:
+def notice_message(grace: str | None) -> SlackMessage:
+    """The first-run notice; ``grace``: when the first events leave, while they wait."""
     intro = "This bot sends anonymous usage telemetry (startup, a daily heartbeat, shutdown)."
-    text = " ".join([intro, *_disclosure_lines(), "See it with `telemetry status`."])
+    lines = [intro, *([grace] if grace else []), *_disclosure_lines()]
+    lines.append("See it with `telemetry status`.")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain("About telemetry")},
         _section(
             "This bot sends *anonymous* usage telemetry: startup, a daily heartbeat, shutdown."
         ),
-        *_disclosure_blocks(enabled),
     ]
-    return SlackMessage(text, blocks)
+    if grace:
+        blocks.append(_section(escape(grace)))
+    blocks += _disclosure_blocks(enabled=True)
+    return SlackMessage(escape(" ".join(lines)), blocks)
+
+
+def notice_text(grace: str | None) -> str:
+    """The notice as one plain line, for a log."""
+    lines = ["This bot sends anonymous usage telemetry.", *([grace] if grace else [])]
+    return " ".join([*lines, *_disclosure_lines()])
 
 
 def toggle_button(enabled: bool) -> dict[str, Any]:
@@ -83,7 +102,7 @@ def toggle_button(enabled: bool) -> dict[str, Any]:
 
 def _disclosure_lines() -> list[str]:
     return [
-        "Collected: " + "; ".join(COLLECTED) + ".",
+        f"Collected, and nothing else: {collected_names()}.",
         "Never collected: " + "; ".join(NOT_COLLECTED) + ".",
         "To turn it off: " + "; or ".join(HOW_TO_DISABLE) + ".",
     ]
@@ -91,10 +110,13 @@ def _disclosure_lines() -> list[str]:
 
 def _disclosure_blocks(enabled: bool) -> list[dict[str, Any]]:
     return [
-        _section("*Collected:* " + "; ".join(COLLECTED)),
-        _section("*Never collected:* " + "; ".join(NOT_COLLECTED)),
-        {"type": "context", "elements": [_mrkdwn("To turn it off: " + " • ".join(HOW_TO_DISABLE))]},
-        {"type": "actions", "elements": [toggle_button(enabled)]},
+        _section(f"*Collected, and nothing else:* {escape(collected_names())}"),
+        _section(f"*Never collected:* {escape('; '.join(NOT_COLLECTED))}"),
+        {
+            "type": "context",
+            "elements": [_mrkdwn("To turn it off: " + escape(" • ".join(HOW_TO_DISABLE)))],
+        },
+        {"type": "actions", "block_id": "telemetry-actions", "elements": [toggle_button(enabled)]},
     ]
 
 

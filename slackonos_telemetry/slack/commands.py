@@ -3,6 +3,11 @@
 Slack formatting comes off first. Then the whole message must be one command
 of the table: a message that only starts like one ("telemetry is down again?",
 "setconfig telemetryEnabled false please") is the host's, untouched.
+
+Every message any workspace member posts comes through here before the ack (on
+the event loop, for an AsyncApp), so every step is linear in the message's length:
+str methods, one split and one strip per word, no regex that can backtrack, and no
+loop until a fixed point. A message far longer than any command is refused unread.
 """
 
 from __future__ import annotations
@@ -12,11 +17,16 @@ import re
 from dataclasses import dataclass
 
 from slackonos_telemetry.config.keys import ENABLED_KEY
+from slackonos_telemetry.slack.glance import MAX_COMMAND_LENGTH
 
-_LEADING_MENTION = re.compile(r"^\s*<@([A-Z0-9]+)(?:\|[^>]*)?>[\s:,]*")
-_CODE_FENCE = re.compile(r"```")
-_WRAPPED = re.compile(r"(?<![\w*_])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*_])")
-_LEADING_QUOTE = re.compile(r"^\s*>\s?")
+# A mention is "<@USERID>" or "<@USERID|name>". Read with str methods, not a regex: a
+# regex backtracks over an unclosed "<@AAAA…" one character at a time, slowly.
+_USER_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# One character class, nothing after it: never backtracks.
+_AFTER_MENTION = re.compile(r"[\s:,]*")
+# Bold and italic marks. Strikethrough (~) is not in the list SPEC section 6 removes:
+# a struck-out command reads as "not this", so it stays the host's.
+_EMPHASIS = "*_"
 
 
 class CommandKind(enum.Enum):
@@ -84,6 +94,13 @@ class Command:
     def words(self) -> str:
         return self.spec.words
 
+    @property
+    def changes_something(self) -> bool:
+        """Run twice, it would do something twice (a retry must not); the others read."""
+        return self.kind is CommandKind.RESET_ID or (
+            self.kind is CommandKind.SET_ENABLED and self.argument is not None
+        )
+
 
 def help_text() -> str:
     lines = ["Telemetry commands (admin channel only):"]
@@ -96,24 +113,16 @@ def help_text() -> str:
 def strip_formatting(text: str, bot_user_id: str | None = None, mentioned: bool = False) -> str:
     """The plain words of a message: no leading bot mention, code marks, bold,
     italics, leading quote or HTML entities."""
-    mention = _LEADING_MENTION.match(text)
-    if mention and (mentioned or bot_user_id is None or mention.group(1) == bot_user_id):
-        text = text[mention.end() :]
-    # &amp; last, so a typed "&gt;" (sent as "&amp;gt;") stays "&gt;".
-    text = text.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
-    text = _LEADING_QUOTE.sub("", text, count=1)
-    text = _CODE_FENCE.sub(" ", text).replace("`", "")
-    previous = None
-    while previous != text:  # *_nested_* marks come off layer by layer
-        previous, text = text, _WRAPPED.sub(r"\2", text)
-    return " ".join(text.split())
+    return " ".join(_plain_words(text, bot_user_id, mentioned))
 
 
 def parse_command(
     text: str, bot_user_id: str | None = None, mentioned: bool = False
 ) -> Command | None:
     """The telemetry command that ``text`` is, whole, or None (the message is the host's)."""
-    words = strip_formatting(text, bot_user_id, mentioned).split()
+    if len(text) > MAX_COMMAND_LENGTH:
+        return None  # host chat: its length costs nothing
+    words = _plain_words(text, bot_user_id, mentioned)
     lowered = tuple(word.lower() for word in words)
     spec = _BY_FORM.get(lowered)
     if spec is not None:
@@ -122,3 +131,38 @@ def parse_command(
     if len(lowered) == 3 and lowered[:2] == SETCONFIG:
         return Command(CommandKind.SET_ENABLED, words[2])
     return None
+
+
+def _plain_words(text: str, bot_user_id: str | None, mentioned: bool) -> list[str]:
+    text = _without_leading_mention(text, bot_user_id, mentioned)
+    # &amp; last, so a typed "&gt;" (sent as "&amp;gt;") stays "&gt;".
+    text = text.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
+    quoted = text.lstrip()
+    if quoted.startswith(">"):
+        text = quoted[1:]
+    # A fence may touch a word ("```telemetry status```"): it parts words, a lone backtick
+    # does not ("`tele`metry" is "telemetry").
+    text = text.replace("```", " ").replace("`", "")
+    # Bold and italic marks come off each word's ends, however nested or unbalanced
+    # ("*_status_*", or "*setconfig" and "false*" of one bold phrase); marks inside a word
+    # stay ("reset_id"). Marks alone wrap nothing (Slack shows "*" as typed): such a word
+    # stays, so "telemetry *" is not "telemetry".
+    return [word.strip(_EMPHASIS) or word for word in text.split()]
+
+
+def _without_leading_mention(text: str, bot_user_id: str | None, mentioned: bool) -> str:
+    """``text`` without a leading mention of the bot and the ":" or "," after it. In an
+    app_mention, or before the bot's own ID is known, a leading mention is taken to be
+    the bot's."""
+    start = text.lstrip()
+    close = start.find(">") if start.startswith("<@") else -1
+    if close < 0:
+        return text
+    user = start[2:close].partition("|")[0]
+    if not user or not _USER_ID_CHARS.issuperset(user):
+        return text
+    if not (mentioned or bot_user_id is None or user == bot_user_id):
+        return text
+    rest = start[close + 1 :]
+    after = _AFTER_MENTION.match(rest)
+    return rest[after.end() :] if after else rest

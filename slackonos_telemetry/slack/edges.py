@@ -5,6 +5,11 @@ note the bot's activity, recognise a telemetry request, hand it to the plugin's
 worker, and acknowledge it at once. Everything else is the plugin's, off the
 ack path. This module is imported by ``register()``: light, the parsing is
 loaded only for a message that looks like a command.
+
+With ``process_before_response`` (FaaS mode) the app must finish its work before
+Slack gets its answer: the edge waits for the command, but never longer than
+FAAS_WAIT_SECONDS, so Slack is answered within its 3 s whatever the Web API does;
+an answer still under way then finishes on the worker thread.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
+from slackonos_telemetry.forksafe import importing
 from slackonos_telemetry.slack.glance import might_be_ours
 
 if TYPE_CHECKING:
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _REMEMBERED_MESSAGES = 512
+FAAS_WAIT_SECONDS = 2.0
 
 
 class PluginPort(Protocol):
@@ -55,7 +62,8 @@ class Router:
         try:
             if not might_be_ours(body):
                 return None, False
-            from slackonos_telemetry.slack.requests import recognize
+            with importing():
+                from slackonos_telemetry.slack.requests import recognize
 
             request = recognize(body, bot_user_id)
         except Exception:

@@ -10,6 +10,12 @@ from typing import Any
 
 from slackonos_telemetry.slack.ids import COMMAND_WORDS, TOGGLE_ACTION_ID
 
+# The longest command, "setconfig telemetryEnabled <value>", is a few dozen characters;
+# with a mention, quote, fences and emphasis around it, it stays far below this. A longer
+# message is host chat, refused before any look at its text (here and in the parser), so
+# a 40,000-character message costs the host no more than a short one.
+MAX_COMMAND_LENGTH = 1_000
+
 
 def might_be_ours(body: Any) -> bool:
     if not isinstance(body, dict):
@@ -18,7 +24,10 @@ def might_be_ours(body: Any) -> bool:
     if kind == "event_callback":
         event = body.get("event")
         text = event.get("text") if isinstance(event, dict) else None
-        return isinstance(text, str) and any(word in text.lower() for word in COMMAND_WORDS)
+        if not isinstance(text, str) or len(text) > MAX_COMMAND_LENGTH:
+            return False
+        lowered = text.lower()
+        return any(word in lowered for word in COMMAND_WORDS)
     if kind == "block_actions":
         actions = body.get("actions")
         return isinstance(actions, list) and any(

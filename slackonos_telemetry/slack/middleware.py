@@ -8,6 +8,7 @@ every other request goes on, untouched, to the host's listeners.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -15,7 +16,8 @@ from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
-from slackonos_telemetry.slack.edges import PluginPort, Router
+from slackonos_telemetry.forksafe import importing
+from slackonos_telemetry.slack.edges import FAAS_WAIT_SECONDS, PluginPort, Router
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,14 @@ class TelemetryMiddleware(Middleware):
         if request is None:
             return next()
         if not repeat:
-            from slackonos_telemetry.slack.port import sync_port
-            from slackonos_telemetry.slack.worker import worker
+            with importing():
+                from slackonos_telemetry.slack import worker
+                from slackonos_telemetry.slack.port import sync_port
 
             slack = sync_port(req.context.client)
+            done = worker.submit(lambda: self.plugin.handle(request, slack))
             if self.plugin.answers_before_ack:
-                self.plugin.handle(request, slack)
-            else:
-                worker.submit(lambda: self.plugin.handle(request, slack))
+                # handle() logs its own failures; past the wait, the answer finishes later.
+                with contextlib.suppress(Exception):
+                    done.result(FAAS_WAIT_SECONDS)
         return req.context.ack()

@@ -1,11 +1,16 @@
 """The Bolt plugin: ``register(app)`` adds the telemetry commands to a Bolt ``App`` or
 ``AsyncApp``, starts the tracker off the host's threads and hooks shutdown.
 
-What the host's main thread pays is small: one middleware added, the shutdown
-hooks, one thread started. Everything else (the tracker, TinyDB, the command
-machinery, the first-run notice) is built on that thread once the bot has been
-up a moment and is quiet, so it never competes with the bot's first commands;
-a telemetry command or a shutdown that comes sooner builds it on the spot.
+What the host's main thread pays is small: one middleware added, the shutdown hooks,
+one thread started. Everything else (the tracker, TinyDB, the command machinery, the
+first-run notice) is built on that thread once the bot has been up a moment and is
+quiet, so it never competes with the bot's first commands; a telemetry command or a
+shutdown that comes sooner builds it on the spot.
+
+Only the process that called ``register`` tracks. Its parts (threads, locks, the
+tracker) belong to it: a process forked from it (a gunicorn ``--preload`` worker, a
+host's pool) builds its own parts for the commands it receives, with no tracker,
+and so sends nothing; it joins the instance only by registering, the normal way.
 
 No exception leaves ``register`` or anything the host's threads call.
 """
@@ -18,12 +23,14 @@ import sys
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.words import environment_disables, shutdown_timeout_from
-from slackonos_telemetry.telemetry import forks
+from slackonos_telemetry.config.words import shutdown_timeout_from
+from slackonos_telemetry.forksafe import PerProcess, importing
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
+from slackonos_telemetry.telemetry.consent import environment_says_off
 from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.threads import start_thread
 
@@ -46,13 +53,24 @@ _plugins: weakref.WeakKeyDictionary[Any, TelemetryPlugin] = weakref.WeakKeyDicti
 _plugins_guard = threading.Lock()
 
 
+@dataclass(frozen=True)
 class _Parts:
-    """What the background start builds."""
+    """What the start builds, in one process."""
 
-    def __init__(self, tracker: Tracker, commands: AdminCommands, admin: AdminChannel) -> None:
-        self.tracker = tracker
-        self.commands = commands
-        self.admin_channel = admin
+    tracker: Tracker | None  # None where this process does not track (a forked child)
+    commands: AdminCommands
+    admin_channel: AdminChannel
+
+
+class _InProcess:
+    """The plugin's state in one process."""
+
+    def __init__(self) -> None:
+        self.quiet = QuietGate()
+        self.parts: _Parts | None = None
+        self.parts_lock = threading.Lock()
+        self.boot_now = threading.Event()
+        self.booted = threading.Event()
 
 
 class TelemetryPlugin:
@@ -74,11 +92,8 @@ class TelemetryPlugin:
         self._working_dir = os.getcwd()
         self.app_version = app_version or __version__
         self._release = release
-        self.quiet = QuietGate()
-        self._parts: _Parts | None = None
-        self._parts_lock = threading.Lock()
-        self._boot_now = threading.Event()
-        self._booted = threading.Event()
+        self.owner_pid = os.getpid()  # the one process that tracks
+        self._here: PerProcess[_InProcess] = PerProcess(_InProcess)
 
     # -- on the host's thread: cheap ----------------------------------------------------
 
@@ -91,51 +106,48 @@ class TelemetryPlugin:
             from slackonos_telemetry.slack.middleware import TelemetryMiddleware
 
             self.app.use(TelemetryMiddleware(self))
-        forks.on_fork_in_child(_restart_plugins_after_fork)
-        if not environment_disables(os.environ):
+        if environment_says_off(os.environ):
             # The environment cannot change under a running process: while it says
             # off, no event will ever be made, so there is nothing to hook or count.
-            process_shutdown.participate(self)
-            process_shutdown.install()
-        self._start_boot()
-
-    def _arrive(self) -> None:
-        """Count this process in the instance at once, not once quiet: a busy worker may
-        never be quiet."""
-        if environment_disables(os.environ):
+            self._here.get().booted.set()
             return
-        from slackonos_telemetry.config.paths import outbox_path_for
-        from slackonos_telemetry.telemetry.membership import arrive
+        process_shutdown.participate(self)
+        process_shutdown.install()
+        start_thread(self._boot_when_quiet, BOOT_THREAD)
 
-        try:
-            arrive(outbox_path_for(self.config_path))
-        except OSError as exc:  # the folder cannot be made: the tracker tries again later
-            log.warning("telemetry could not join its instance yet: %s", exc)
+    @property
+    def tracks_here(self) -> bool:
+        return os.getpid() == self.owner_pid and not environment_says_off(os.environ)
+
+    @property
+    def quiet(self) -> QuietGate:
+        return self._here.get().quiet
 
     def start_now(self, timeout: float | None = None) -> bool:
         """Do the background start now instead of waiting for a quiet moment (for a
         host that knows it is idle, and for tests); True once it is done, notice
-        included."""
-        self._boot_now.set()
-        return self._booted.wait(timeout)
+        included. In a process that does not track, builds the command parts."""
+        here = self._here.get()
+        if not self.tracks_here:
+            self._built()
+            return True
+        here.boot_now.set()
+        return here.booted.wait(timeout)
 
     @property
     def answers_before_ack(self) -> bool:
         return bool(getattr(self.app, "process_before_response", False))
 
     def note_activity(self) -> None:
-        self.quiet.note_activity()
+        self._here.get().quiet.note_activity()
 
     def handle(self, request: TelemetryRequest, slack: SlackPort) -> None:
         """Gate, run and answer one of the plugin's requests (off the ack path)."""
-        from slackonos_telemetry.slack.handling import handle
-        from slackonos_telemetry.slack.port import SlackUnavailable
-
         try:
             parts = self._built()
+            from slackonos_telemetry.slack.handling import handle  # loaded by the build
+
             handle(request, parts.commands, parts.admin_channel, slack)
-        except SlackUnavailable as exc:
-            log.warning("telemetry could not answer in Slack: %s", exc)
         except Exception:
             log.exception("telemetry command failed; the bot is not affected")
 
@@ -143,31 +155,34 @@ class TelemetryPlugin:
         """The shutdown event, delivered within ``timeout`` (default
         TELEMETRY_SHUTDOWN_TIMEOUT). Idempotent, never raises."""
         seconds = shutdown_timeout_from(os.environ) if timeout is None else timeout
-        return self.stop_for_exit(time.monotonic() + seconds, "explicit")
+        return process_shutdown.run("explicit", seconds, only=self)
 
     def stop_for_exit(self, deadline: float, how: str) -> bool:
         """The process is stopping (``shutdown.Participant``). Never raises."""
+        if not self.tracks_here:
+            return True
         try:
             parts = self._built(wait=max(0.0, min(BUILD_WAIT_SECONDS, deadline - time.monotonic())))
-            return parts.tracker.stop_for_exit(deadline, how)
         except TimeoutError:
-            # Interrupted while this very thread was building the parts: the exit
-            # hook, or the host's own clean-up, calls again once that is done.
-            return False
+            return False  # still building when the deadline came
         except Exception:
             log.exception("telemetry shutdown failed; the bot is not affected")
             return False
+        if parts.tracker is None:
+            return True
+        return parts.tracker.stop_for_exit(deadline, how)
 
     @property
     def config_path(self) -> Path:
-        from slackonos_telemetry.config.paths import resolve_config_path
+        with importing():
+            from slackonos_telemetry.config.paths import resolve_config_path
 
         return resolve_config_path(self.config_argument, cwd=self._working_dir)
 
-    # -- the parts, built once ---------------------------------------------------------
+    # -- the parts, built once per process -----------------------------------------------
 
     @property
-    def tracker(self) -> Tracker:
+    def tracker(self) -> Tracker | None:
         return self._built().tracker
 
     @property
@@ -179,64 +194,87 @@ class TelemetryPlugin:
         return self._built().admin_channel
 
     def _built(self, wait: float | None = None) -> _Parts:
-        parts = self._parts
+        here = self._here.get()
+        parts = here.parts
         if parts is not None:
             return parts
-        if not self._parts_lock.acquire(timeout=-1 if wait is None else wait):
+        if not here.parts_lock.acquire(timeout=-1 if wait is None else wait):
             raise TimeoutError("telemetry is still starting")
         try:
-            if self._parts is None:
-                self._parts = self._build()
-            return self._parts
+            if here.parts is None:
+                here.parts = self._build(here.quiet)
+            return here.parts
         finally:
-            self._parts_lock.release()
+            here.parts_lock.release()
 
-    def _build(self) -> _Parts:
-        from slackonos_telemetry.slack.admin_channel import AdminChannel
-        from slackonos_telemetry.slack.answers import AdminCommands
-        from slackonos_telemetry.telemetry.tracker import tracker_for
+    def _build(self, quiet: QuietGate) -> _Parts:
+        # Everything the plugin uses from now on loads here, at module level of these,
+        # so nothing of ours imports later; a fork meanwhile waits for it (forksafe).
+        with importing():
+            from slackonos_telemetry.slack import worker  # noqa: F401
+            from slackonos_telemetry.slack.admin_channel import AdminChannel
+            from slackonos_telemetry.slack.answers import AdminCommands
+            from slackonos_telemetry.slack.handling import handle  # noqa: F401
+            from slackonos_telemetry.slack.notice import note_notice_due
+            from slackonos_telemetry.slack.port import sync_port  # noqa: F401
+            from slackonos_telemetry.telemetry.tracker import tracker_for
 
-        tracker, created = tracker_for(
-            self.config_path, app_version=self.app_version, release=self._release, quiet=self.quiet
+        config_path = self.config_path
+        tracker = None
+        if self.tracks_here:
+            tracker, created = tracker_for(
+                config_path, app_version=self.app_version, release=self._release, quiet=quiet
+            )
+            if created:
+                # Before the tracker can send: a notice about to go up holds sending.
+                note_notice_due(config_path)
+                tracker.start()
+        commands = AdminCommands(
+            config_path, app_version=self.app_version, release=self._release, tracker=tracker
         )
-        if created:
-            tracker.start()
-        return _Parts(tracker, AdminCommands(tracker), AdminChannel(self.config_path))
+        return _Parts(tracker, commands, AdminChannel(config_path))
 
     # -- the background start ----------------------------------------------------------
 
-    def _start_boot(self) -> None:
-        start_thread(self._boot_when_quiet, BOOT_THREAD)
-
     def _boot_when_quiet(self) -> None:
+        here = self._here.get()
         try:
             self._arrive()
-            self.quiet.wait(self._boot_now)
+            here.quiet.wait(here.boot_now)
             parts = self._built()
             self._greet(parts)
         except Exception:
             log.exception("telemetry could not start; the bot is not affected")
         finally:
-            self._booted.set()
+            here.booted.set()
+
+    def _arrive(self) -> None:
+        """Count this process in the instance at once, not once quiet: a busy worker may
+        never be quiet. Light: no TinyDB."""
+        with importing():
+            from slackonos_telemetry.config.paths import state_place
+            from slackonos_telemetry.telemetry.membership import arrive
+
+        try:
+            arrive(state_place(self.config_path))
+        except OSError as exc:  # the folder cannot be made: the tracker tries again later
+            log.warning("telemetry could not join its instance yet: %s", exc)
 
     def _greet(self, parts: _Parts) -> None:
         """The first-run notice, once: only now is it worth a Web API call."""
+        with importing():
+            from slackonos_telemetry.slack.notice import post_first_run_notice, tell_in_log
+            from slackonos_telemetry.slack.port import async_port, sync_port
+
+        if parts.tracker is None or parts.tracker.stopped:
+            return
         client = getattr(self.app, "client", None)
-        if parts.tracker.stopped or client is None or not getattr(client, "token", None):
-            return  # shutting down, or a multi-workspace (OAuth) app: no one admin channel
-        from slackonos_telemetry.slack.notice import post_first_run_notice
-        from slackonos_telemetry.slack.port import async_port, sync_port
-
+        if client is None or not getattr(client, "token", None):
+            # A multi-workspace (OAuth) app has no one admin channel: the log is told.
+            tell_in_log(parts.commands)
+            return
         slack = async_port(client, None) if self.is_async else sync_port(client)
-        post_first_run_notice(parts.tracker, parts.admin_channel, slack)
-
-    def _restart_after_fork(self) -> None:
-        self._parts = None
-        self._parts_lock = threading.Lock()
-        self.quiet = QuietGate()
-        self._boot_now = threading.Event()
-        self._booted = threading.Event()
-        self._start_boot()
+        post_first_run_notice(parts.commands, parts.admin_channel, slack)
 
 
 def _is_async_app(app: Any) -> bool:
@@ -244,16 +282,6 @@ def _is_async_app(app: Any) -> bool:
     # only be an AsyncApp if its module is already loaded.
     module = sys.modules.get("slack_bolt.app.async_app")
     return module is not None and isinstance(app, module.AsyncApp)
-
-
-def _restart_plugins_after_fork() -> None:
-    from slackonos_telemetry.slack.worker import worker
-    from slackonos_telemetry.telemetry.tracker import forget_trackers_after_fork
-
-    worker.reset_after_fork()
-    forget_trackers_after_fork()
-    for plugin in list(_plugins.values()):
-        plugin._restart_after_fork()
 
 
 def register(

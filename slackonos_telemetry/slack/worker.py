@@ -2,7 +2,8 @@
 
 Not the host's executor: a Web API that hangs then holds our thread, never one
 the host's listeners need. A daemon thread: the interpreter's exit never waits
-for it (a ThreadPoolExecutor's threads are joined at exit).
+for it (a ThreadPoolExecutor's threads are joined at exit). One per process: a
+forked child starts its own on its first command.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from slackonos_telemetry.forksafe import PerProcess
 from slackonos_telemetry.telemetry.threads import start_thread
 
 log = logging.getLogger(__name__)
@@ -57,10 +59,10 @@ class Worker:
             except BaseException as exc:  # the future carries it to whoever waits
                 future.set_exception(exc)
 
-    def reset_after_fork(self) -> None:
-        self._jobs = queue.Queue(MAX_WAITING)
-        self._thread = None
-        self._guard = threading.Lock()
+
+_worker: PerProcess[Worker] = PerProcess(Worker)
 
 
-worker = Worker()
+def submit(work: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    """Run ``work`` on this process's worker thread (see ``Worker.submit``)."""
+    return _worker.get().submit(work)

@@ -7,9 +7,10 @@ batch PostHog rejects (a 4xx other than 408 and 429) is tried again event by
 event, so one bad event never blocks or drops the others.
 
 Everything slow (importing the SDK, building its client) happens before the last
-check. That check runs under the outbox lock right before each request: the
-settings and the instance ID are read again, each event is checked for the wire,
-and the wire lock is taken before the outbox lock is let go (``Outbox.sending``).
+check. That check runs under the outbox lock right before each request: the settings
+and the instance ID are read again, the consent gate is asked (``consent.hold``),
+each event is checked for the wire, and the wire lock is taken before the outbox lock
+is let go (``Outbox.sending``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from typing import Any, Protocol
 
 from slackonos_telemetry.config.locking import LockTimeout
 from slackonos_telemetry.config.settings import Settings
+from slackonos_telemetry.forksafe import importing
+from slackonos_telemetry.telemetry import consent
 from slackonos_telemetry.telemetry.events import Event, Unsendable, checked_for_wire
 from slackonos_telemetry.telemetry.log_once import OnceLog
 from slackonos_telemetry.telemetry.outbox import Outbox, Selection
-from slackonos_telemetry.telemetry.sender import BATCH_SIZE, Outcome, SendResult
+from slackonos_telemetry.telemetry.outcome import BATCH_SIZE, Outcome, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,7 @@ class StopReason(enum.Enum):
     EMPTY = "nothing left to send"
     FAILURE = "PostHog unreachable or busy"
     DEADLINE = "out of time"
-    DISABLED = "telemetry is off"
-    DEBUG = "debug mode sends nothing"
+    HELD = "sending is held"  # consent.hold said why: off, withheld, debug, the notice
     RETRY_AFTER = "PostHog asked us to wait"
     BUSY = "another process is sending"
     ERROR = "an unexpected error"
@@ -82,6 +84,7 @@ class PassResult:
     delivered: int = 0
     rejected: int = 0
     failure: SendResult | None = None
+    held: consent.Hold | None = None
 
     @property
     def should_retry(self) -> bool:
@@ -97,6 +100,10 @@ class PassResult:
         return self.failure.retry_after if self.failure else None
 
     def describe(self) -> str:
+        if self.held is not None:
+            return str(self.held)
+        if self.failure is not None and self.failure.unreachable:
+            return f"failed at once: {self.failure.detail}"
         detail = self.failure.detail if self.failure and self.failure.detail else ""
         return f"{self.stopped_by.value}: {detail}" if detail else self.stopped_by.value
 
@@ -119,9 +126,11 @@ SenderFactory = Callable[[str, str], Sender]
 
 
 def _sdk_sender(api_key: str, host: str) -> Sender:
-    from slackonos_telemetry.telemetry.sender import PosthogSender
+    # The SDK (and requests) load here, on a thread of ours: a fork meanwhile waits.
+    with importing():
+        from slackonos_telemetry.telemetry.sender import PosthogSender
 
-    return PosthogSender(api_key, host)
+        return PosthogSender(api_key, host)
 
 
 class Delivery:
@@ -169,10 +178,9 @@ class Delivery:
             told = SendResult(Outcome.RETRY, "PostHog asked us to wait", retry_after=wait)
             return PassResult(StopReason.RETRY_AFTER, failure=told)
         settings = self._settings()
-        if not settings.enabled:
-            return PassResult(StopReason.DISABLED)
-        if settings.debug:
-            return PassResult(StopReason.DEBUG)
+        held = consent.hold(settings, self.outbox.meta())
+        if held is not None:
+            return PassResult(StopReason.HELD, held=held)
         sender = self.prepare_sender(settings)  # slow the first time: before any lock
         if deadline is not None and time.monotonic() >= deadline:
             return PassResult(StopReason.DEADLINE)
@@ -215,9 +223,9 @@ class Delivery:
                 return self._ended(StopReason.DEADLINE, delivered, rejected)
             with self.outbox.sending(functools.partial(self._select, limit=batch_size)) as chosen:
                 if not chosen.send:
-                    blocked = chosen.blocked
-                    reason = blocked if isinstance(blocked, StopReason) else StopReason.EMPTY
-                    return self._ended(reason, delivered, rejected)
+                    if isinstance(chosen.blocked, consent.Hold):
+                        return PassResult(StopReason.HELD, delivered, rejected, held=chosen.blocked)
+                    return self._ended(StopReason.EMPTY, delivered, rejected)
                 timeout = DEFAULT_REQUEST_TIMEOUT if remaining is None else remaining
                 result = sender.send(chosen.send, min(timeout, DEFAULT_REQUEST_TIMEOUT))
             uuids = {event["uuid"] for event in chosen.send}
@@ -246,13 +254,11 @@ class Delivery:
             self._accepted |= uuids
             self._forget_accepted(delivered_now=result.outcome is Outcome.ACCEPTED)
 
-    def _select(self, waiting: list[dict[str, Any]], limit: int) -> Selection:
+    def _select(self, waiting: list[dict[str, Any]], meta: dict[str, Any], limit: int) -> Selection:
         """Under the outbox lock: what may be sent now, checked for the wire."""
-        settings = self._settings()
-        if not settings.enabled:
-            return Selection(blocked=StopReason.DISABLED)
-        if settings.debug:
-            return Selection(blocked=StopReason.DEBUG)
+        held = consent.hold(self._settings(), meta)
+        if held is not None:
+            return Selection(blocked=held)
         instance_id = self._instance_id()
         selection = Selection()
         for entry in waiting:

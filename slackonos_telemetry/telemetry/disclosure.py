@@ -1,18 +1,14 @@
-"""What telemetry collects, what it never collects, and how to turn it off.
-
-One text for the README, the CLI, the Slack status and the first-run notice,
-so that what a user reads is what the code does.
+"""What telemetry collects, what it never collects, and how to turn it off, in the words
+every disclosure uses: the first-run notice, ``status`` (CLI and Slack), the docs and the
+README. What is collected is made from the allowlist the sender checks (``events.py``),
+so what a person reads is what goes on the wire; a test holds the docs to it too.
 """
 
 from __future__ import annotations
 
-COLLECTED = (
-    "a random instance ID (no link to your workspace)",
-    "the events startup, a daily heartbeat and shutdown",
-    "whole hours and days of uptime",
-    "OS platform and release, Python version",
-    "app version and release",
-)
+from slackonos_telemetry.telemetry.events import COMMON_FIELDS, EVENT_FIELDS, SDK_FIELDS, Field
+
+EVENTS_SENT = "startup (once per start), heartbeat (every 24 h by default) and shutdown"
 
 NOT_COLLECTED = (
     "no hostnames, IP addresses (GeoIP is off) or paths",
@@ -26,3 +22,29 @@ HOW_TO_DISABLE = (
     'in the config file: "telemetryEnabled": false',
     "any tool that honours it: DO_NOT_TRACK=1",
 )
+
+
+def all_fields() -> list[tuple[str, Field]]:
+    """Every property that can go on the wire, with the events that carry it."""
+    found = [("every event", field) for field in COMMON_FIELDS]
+    for name, extra in EVENT_FIELDS.items():
+        found += [(name, field) for field in extra]
+    found += [("every event (added by the posthog SDK)", field) for field in SDK_FIELDS]
+    return found
+
+
+def collected_names() -> str:
+    """One line naming every property sent, for the notice and the status."""
+    common = ", ".join(field.name for field in COMMON_FIELDS)
+    extras = "; ".join(
+        f"{name} adds {', '.join(field.name for field in extra)}"
+        for name, extra in EVENT_FIELDS.items()
+        if extra
+    )
+    sdk = ", ".join(field.name for field in SDK_FIELDS)
+    return f"the events {EVENTS_SENT}, each with {common}; {extras}; the SDK adds {sdk}"
+
+
+def collected_lines() -> list[str]:
+    """Every property sent and what it is, one a line."""
+    return [f"{field.name}: {field.meaning} ({where})" for where, field in all_fields()]

@@ -1,4 +1,6 @@
-"""The three events and their properties (SPEC section 4), as made and as checked at send time.
+"""The three events and their properties (docs/CONTRACT.md, "Events on the wire"), as made
+and as checked at send time. The allowlist here is the one source of what is collected:
+the sender checks it, and every disclosure is made from it (``disclosure.py``).
 
 Nothing here names a host, a user, a channel, a path or a token: the only
 identifier is the random instance ID. An event is checked again when it is sent
@@ -9,13 +11,12 @@ older version's entry or a retired ID never reach the wire.
 from __future__ import annotations
 
 import enum
+import platform
 import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypedDict
-
-from slackonos_telemetry.config.identity import is_canonical_uuid4
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
@@ -43,40 +44,64 @@ class Event(TypedDict):
     properties: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Field:
+    """One property that may go on the wire: its name, the types it may have, and what
+    it is, in the words every disclosure uses (the notice, ``status``, the docs)."""
+
+    name: str
+    types: tuple[type, ...]
+    meaning: str
+
+
 _TEXT = (str,)
 _COUNT = (int,)
-COMMON_PROPERTIES: dict[str, tuple[type, ...]] = {
-    "instance_id": _TEXT,
-    "os_platform": _TEXT,
-    "os_release": _TEXT,
-    "python_version": _TEXT,
-    "app_version": _TEXT,
-    "release": _TEXT,
-    "$process_person_profile": (bool,),
-}
-PROPERTIES: dict[str, dict[str, tuple[type, ...]]] = {
-    EventName.STARTUP.value: COMMON_PROPERTIES,
-    EventName.HEARTBEAT.value: {**COMMON_PROPERTIES, "uptime_hours": _COUNT, "uptime_days": _COUNT},
-    EventName.SHUTDOWN.value: {
-        **COMMON_PROPERTIES,
-        "total_runtime_hours": _COUNT,
-        "total_runtime_days": _COUNT,
-    },
-}
-# PostHog's automatic properties: the only ones the SDK may add on the way out.
-SDK_PROPERTIES = frozenset(
-    {
-        "$lib",
-        "$lib_version",
-        "$is_server",
-        "$geoip_disable",
-        "$os",
-        "$os_distro",
-        "$os_version",
-        "$python_runtime",
-        "$python_version",
-    }
+COMMON_FIELDS = (
+    Field(
+        "instance_id",
+        _TEXT,
+        "a random ID made for this bot, derived from nothing about you "
+        "(`telemetry reset-id` replaces it)",
+    ),
+    Field("os_platform", _TEXT, "the operating system's family: linux, darwin, win32"),
+    Field("os_release", _TEXT, "the operating system's release (the kernel version on Linux)"),
+    Field("python_version", _TEXT, "the Python version"),
+    Field("app_version", _TEXT, "the bot's version"),
+    Field("release", _TEXT, "the bot's release label (SLACKONOS_RELEASE, or git describe)"),
+    Field("$process_person_profile", (bool,), "always false: PostHog makes no person profile"),
 )
+EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
+    "startup": (),
+    "heartbeat": (
+        Field("uptime_hours", _COUNT, "whole hours since the bot started"),
+        Field("uptime_days", _COUNT, "whole days since the bot started"),
+    ),
+    "shutdown": (
+        Field("total_runtime_hours", _COUNT, "whole hours the bot ran"),
+        Field("total_runtime_days", _COUNT, "whole days the bot ran"),
+    ),
+}
+# What the posthog SDK adds to every event, and we let through.
+SDK_FIELDS = (
+    Field("$lib", _TEXT, "the SDK's name, posthog-python"),
+    Field("$lib_version", _TEXT, "the SDK's version"),
+    Field("$is_server", (bool,), "always true: sent by a server"),
+    Field("$geoip_disable", (bool,), "always true: PostHog looks up no place from the address"),
+)
+# What the SDK would add and we take out: each repeats one of ours (os_platform,
+# os_release, python_version) or says more about the host than we need.
+SDK_DROPPED = ("$os", "$os_version", "$os_distro", "$python_runtime", "$python_version")
+
+PROPERTIES: dict[str, dict[str, tuple[type, ...]]] = {
+    name: {field.name: field.types for field in (*COMMON_FIELDS, *extra)}
+    for name, extra in EVENT_FIELDS.items()
+}
+SDK_PROPERTIES = frozenset(field.name for field in SDK_FIELDS)
+
+
+def wire_property_names(event_name: str) -> frozenset[str]:
+    """Exactly the properties an event of this name carries on the wire."""
+    return frozenset(PROPERTIES[event_name]) | SDK_PROPERTIES
 
 
 @dataclass(frozen=True)
@@ -91,8 +116,6 @@ class RuntimeFacts:
 
     @classmethod
     def gather(cls, app_version: str, release: str) -> RuntimeFacts:
-        import platform  # 15 ms: paid by the tracker thread, not by importing this module
-
         return cls(
             app_version=app_version,
             release=release,
@@ -135,12 +158,25 @@ def make_event(
     }
 
 
+def is_canonical_uuid4(value: Any) -> bool:
+    """A UUID4 in its canonical form: 36 lower-case characters with hyphens. Anything
+    else (a UUID1, which embeds a MAC address, the nil UUID, braces, upper case) is not
+    an instance ID and never sent."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return False
+    return parsed.version == 4 and str(parsed) == value
+
+
 class Unsendable(ValueError):
     """An outbox entry that must not be sent, and why (for one log line)."""
 
 
 def checked_for_wire(entry: Any, instance_id: str | None) -> Event:
-    """``entry`` rebuilt with exactly the fields and properties SPEC section 4 allows,
+    """``entry`` rebuilt with exactly the fields and properties the allowlist allows,
     carrying the current instance ID. Raises Unsendable otherwise.
 
     Properties the section does not list are left out (an older version's or a
@@ -181,7 +217,7 @@ def checked_for_wire(entry: Any, instance_id: str | None) -> Event:
 
 def wire_properties(properties: dict[str, Any], event_name: str) -> dict[str, Any]:
     """What of a prepared message's properties may go on the wire: the event's own and
-    the SDK's automatic ones (never, say, ``$release_id`` from the environment)."""
+    the SDK's that we keep (never, say, ``$release_id`` from the environment)."""
     allowed = PROPERTIES.get(event_name, {})
     return {
         key: value for key, value in properties.items() if key in allowed or key in SDK_PROPERTIES

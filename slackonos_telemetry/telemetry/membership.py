@@ -1,18 +1,19 @@
-"""This process's membership of an instance, taken the moment it arrives (``register()``).
+"""This process's membership of an instance, taken the moment it arrives.
 
-Membership is a shared ``flock`` on ``telemetry-outbox.json.members``, held from
+Membership is a shared lock on ``<config>.members.lock`` in the state folder, held from
 arrival until the process leaves the instance or ends (the kernel drops it then,
-however the process ends). It is taken in ``register()``, on the host's main
-thread and before the quiet-start, because a busy worker may never be quiet and
-must still count: so this module is light.
+however the process ends). It is a POSIX record lock: a forked child never holds its
+parent's, so a host's fork children are never members unless they register, and can
+never release the parent's membership. It is taken on the plugin's start thread
+before anything heavy is loaded (a busy worker may never be quiet, and must still
+count), so this module is light: no TinyDB.
 
-Which instance a process belongs to is decided at arrival, under the outbox lock,
-and written in the members file itself (a small JSON record; the file is never
-replaced, since the holds are on it):
-- nobody else holds the file: a new instance (a new token);
+Which instance a process belongs to is decided at arrival, under the outbox lock, and
+kept in ``<config>.members`` (a small JSON record, replaced atomically):
+- nobody else holds the lock: a new instance (a new token);
 - somebody does: theirs;
-- nobody does, but the last member to leave opened a handover that has not
-  expired (a pre-fork server replacing its only worker): the instance goes on.
+- nobody does, but the last member to leave opened a handover that has not expired
+  (a pre-fork server replacing its only worker): the instance goes on.
 The session (``session.py``) starts an instance, with its ``startup`` event, at the
 first join that carries its token.
 """
@@ -26,14 +27,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from slackonos_telemetry.config.files import make_state_folder, read_text, replace_file
+from slackonos_telemetry.config.jsonfile import JSONFileError
 from slackonos_telemetry.config.locking import SharedHold, lock_for, shared_hold_for
+from slackonos_telemetry.config.paths import StatePlace
+from slackonos_telemetry.forksafe import PerProcess
 
 log = logging.getLogger(__name__)
-
-MEMBERS_SUFFIX = ".members"
 
 
 @dataclass(frozen=True)
@@ -44,85 +46,83 @@ class Arrival:
     hold: SharedHold
 
 
-_arrivals: dict[str, Arrival] = {}
-_arrivals_guard = threading.Lock()
+class _Arrivals:
+    def __init__(self) -> None:
+        self.by_place: dict[str, Arrival] = {}
+        self.guard = threading.Lock()
 
 
-def arrive(outbox_path: Path) -> Arrival:
-    """Take this process's membership of the instance of ``outbox_path`` (once per process:
-    later calls return the first arrival)."""
-    key = os.path.realpath(outbox_path)
-    with _arrivals_guard:
-        found = _arrivals.get(key)
+_arrivals: PerProcess[_Arrivals] = PerProcess(_Arrivals)
+
+
+def arrive(place: StatePlace) -> Arrival:
+    """Take this process's membership of the instance kept in ``place`` (once per
+    process: later calls return the first arrival). Raises OSError."""
+    arrivals = _arrivals.get()
+    key = str(place.folder / place.config_name)
+    with arrivals.guard:
+        found = arrivals.by_place.get(key)
         if found is not None:
             return found
-        with lock_for(outbox_path).hold():
-            hold = shared_hold_for(outbox_path, MEMBERS_SUFFIX)
+        make_state_folder(place.folder)
+        with lock_for(place.outbox_lock).hold():
+            hold = shared_hold_for(place.members_lock)
             others = hold.others_hold()
-            record = _read(hold.lock_path)
-            now = time.time()
+            record = _read(place)
             instance = record.get("instance")
-            if not isinstance(instance, str) or not (others or _handover_open(record, now)):
+            if not isinstance(instance, str) or not (others or _handover_open(record)):
                 instance = uuid.uuid4().hex
-            _write(hold.lock_path, {"instance": instance})
+            _write(place, {"instance": instance})
             hold.take()
         log.debug("pid %d arrived in instance %s (others: %s)", os.getpid(), instance, others)
-        arrival = _arrivals[key] = Arrival(instance, hold)
+        arrival = arrivals.by_place[key] = Arrival(instance, hold)
         return arrival
 
 
-def depart(outbox_path: Path) -> None:
+def arrived(place: StatePlace) -> Arrival | None:
+    """This process's arrival, if it arrived."""
+    return _arrivals.get().by_place.get(str(place.folder / place.config_name))
+
+
+def depart(place: StatePlace) -> None:
     """Drop this process's membership (the caller holds the outbox lock)."""
-    with _arrivals_guard:
-        arrival = _arrivals.pop(os.path.realpath(outbox_path), None)
+    arrivals = _arrivals.get()
+    with arrivals.guard:
+        arrival = arrivals.by_place.pop(str(place.folder / place.config_name), None)
     if arrival is not None:
         arrival.hold.drop()
 
 
-def others_present(outbox_path: Path) -> bool:
-    return shared_hold_for(outbox_path, MEMBERS_SUFFIX).others_hold()
+def others_present(place: StatePlace) -> bool:
+    """Whether another process is a member (the caller holds the outbox lock)."""
+    return shared_hold_for(place.members_lock).others_hold()
 
 
-def open_handover(outbox_path: Path, instance: str, until: float) -> None:
+def open_handover(place: StatePlace, instance: str, until: float) -> None:
     """The last member is leaving, maybe to be replaced: a process arriving before
     ``until`` (wall time) continues ``instance`` (the caller holds the outbox lock)."""
-    _write(_members_path(outbox_path), {"instance": instance, "handoverUntil": until})
+    _write(place, {"instance": instance, "handoverUntil": until})
 
 
-def close_handover(outbox_path: Path) -> None:
+def close_handover(place: StatePlace) -> None:
     """The instance ended: the next arrival starts a new one (caller holds the outbox lock)."""
-    _write(_members_path(outbox_path), {})
+    _write(place, {})
 
 
-def forget_arrivals_after_fork() -> None:
-    """In a forked child: the parent's holds are not the child's (locking forgets them)."""
-    global _arrivals_guard
-    _arrivals.clear()
-    _arrivals_guard = threading.Lock()
-
-
-def _members_path(outbox_path: Path) -> Path:
-    return shared_hold_for(outbox_path, MEMBERS_SUFFIX).lock_path
-
-
-def _handover_open(record: dict[str, Any], now: float) -> bool:
+def _handover_open(record: dict[str, Any]) -> bool:
     until = record.get("handoverUntil")
-    return isinstance(until, (int, float)) and not isinstance(until, bool) and now <= until
+    return isinstance(until, (int, float)) and not isinstance(until, bool) and time.time() <= until
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(place: StatePlace) -> dict[str, Any]:
+    path = place.members
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
+        data = json.loads(read_text(path, own=True) or "{}")
+    except (JSONFileError, ValueError) as exc:
+        log.warning("telemetry: %s is unreadable (%s); a new instance may start", path, exc)
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _write(path: Path, record: dict[str, Any]) -> None:
-    # In place, never replaced: the members' holds are on this very file.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(record).encode())
-    finally:
-        os.close(fd)
+def _write(place: StatePlace, record: dict[str, Any]) -> None:
+    replace_file(place.members, json.dumps(record) + "\n", own=True)

@@ -1,21 +1,24 @@
-"""The durable outbox: events wait here, in a TinyDB file, until PostHog accepts them.
+"""The durable outbox: events wait here, in a TinyDB file in the state folder, until
+PostHog accepts them.
 
 An event is written before it is handed to the SDK and removed only once PostHog
-answered 2xx to the POST, so a crash, a kill or an outage loses nothing; it is
-sent again on the next start with its original uuid and timestamp.
+answered 2xx to the POST, so a crash, a kill or an outage loses nothing; it is sent
+again on the next start with its original uuid and timestamp.
 
-Every change is one transaction under the outbox lock: the file is parsed once
-(and only if it changed since the last parse), changed in memory through TinyDB,
-and replaced once, atomically. The same file keeps the outbox's counters and the
-instance session (``session.py``).
+Every change is one transaction under the outbox lock: the file is parsed once (and
+only if it changed since the last parse), changed in memory through TinyDB, and
+replaced once, atomically. The same file keeps the outbox's counters, what the
+plugin keeps in its state folder (``meta``) and the instance session (``session``).
+Every field read from it is checked: a field of the wrong type is reset and logged
+once, never a reason to stop sending or to send again.
 
 Three locks, always taken in this order (ARCHITECTURE.md):
-``.send``: held by the one process sending, for a whole pass;
-``.lock``: held for each transaction;
-``.wire``: taken under ``.lock`` when a batch has passed its last check, and
-held until its request is over. An opt-out empties the outbox under ``.lock``
-and then looks at ``.wire``: no request can start after that, and one already
-started is reported as such.
+``send.lock``: held by the one process sending, for a whole pass;
+``outbox.lock``: held for each transaction;
+``wire.lock``: taken under ``outbox.lock`` when a batch has passed its last check,
+and held until its request is over. An opt-out empties the outbox under
+``outbox.lock`` and then looks at ``wire.lock``: no request can start after that, and
+one already started is reported as such.
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
 from tinydb.table import Document, Table
 
+from slackonos_telemetry.config.files import FileProblem, make_state_folder
 from slackonos_telemetry.config.jsonfile import JSONFileError
-from slackonos_telemetry.config.locking import DEFAULT_TIMEOUT_SECONDS, PathLock, lock_for
+from slackonos_telemetry.config.locking import DEFAULT_TIMEOUT_SECONDS, FileLock, lock_for
+from slackonos_telemetry.config.paths import StatePlace
 from slackonos_telemetry.config.storages import BufferedJSONStorage, load_tables
 from slackonos_telemetry.telemetry.events import Event
+from slackonos_telemetry.telemetry.log_once import OnceLog
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,41 @@ SESSION_TABLE = "session"
 ONLY_DOC_ID = 1
 # How long an opt-out waits for a request already on the wire before it answers.
 WIRE_WAIT_SECONDS = 1.0
+# How many Slack event IDs are remembered, so that a retry landing on another worker
+# is not handled twice.
+SLACK_EVENTS_KEPT = 200
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _ran_with(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), str) for k in value)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# What ``meta`` may hold, each field with its check. Anything else is left alone.
+META_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "dropped": _count,
+    "lastDelivery": _text,
+    "lastRun": _ran_with,  # what the bot last ran with: app_version, release
+    "instanceId": _text,  # kept here when the config file cannot be written
+    "noticeShown": lambda value: isinstance(value, bool),  # likewise
+    "noticePostedAt": _time,  # when the first-run notice went up (wall clock)
+    "slackEvents": _texts,
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +94,7 @@ class OutboxStats:
     pending: int
     dropped: int
     last_delivery: str | None
+    problem: str | None = None  # why the outbox cannot be read, if it cannot
 
 
 class Wire(enum.Enum):
@@ -68,6 +109,7 @@ class Wire(enum.Enum):
 class Cleared:
     discarded: int
     wire: Wire
+    problem: str | None = None  # the outbox could not be emptied (a planted file, say)
 
 
 @dataclass
@@ -76,17 +118,18 @@ class Selection:
 
     send: list[Event] = field(default_factory=list)
     unusable: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (entry, why)
-    blocked: enum.Enum | None = None  # why nothing may be sent now, in the sender's terms
+    blocked: Any = None  # why nothing may be sent now, in the sender's terms
 
 
 class OutboxTransaction:
     """The outbox file inside one transaction, through TinyDB's tables."""
 
-    def __init__(self, database: TinyDB, capacity: int) -> None:
+    def __init__(self, database: TinyDB, capacity: int, once: OnceLog) -> None:
         self.events: Table = database.table(EVENTS_TABLE)
-        self.meta: Table = database.table(META_TABLE)
+        self.meta_table: Table = database.table(META_TABLE)
         self.session: Table = database.table(SESSION_TABLE)
         self._capacity = capacity
+        self._once = once
 
     def waiting(self) -> list[Document]:
         """The stored entries, oldest first."""
@@ -95,15 +138,16 @@ class OutboxTransaction:
     def add(self, event: Event) -> None:
         overflow = len(self.events) + 1 - self._capacity
         if overflow > 0:
-            oldest = [document.doc_id for document in self.waiting()[:overflow]]
-            self.events.remove(doc_ids=oldest)
-            self.change_meta(dropped=len(oldest))
-            log.warning(
-                "telemetry outbox full (%d events): dropped the %d oldest",
-                self._capacity,
-                len(oldest),
-            )
+            self.drop_oldest(overflow)
         self.events.insert(dict(event))
+
+    def drop_oldest(self, count: int) -> None:
+        oldest = [document.doc_id for document in self.waiting()[:count]]
+        self.events.remove(doc_ids=oldest)
+        self.change_meta(dropped=self.meta()["dropped"] + len(oldest))
+        log.warning(
+            "telemetry outbox full (%d events): dropped the %d oldest", self._capacity, len(oldest)
+        )
 
     def remove_uuids(self, uuids: set[str]) -> int:
         found = [
@@ -115,15 +159,28 @@ class OutboxTransaction:
             self.events.remove(doc_ids=found)
         return len(found)
 
-    def read_meta(self) -> dict[str, Any]:
-        document = self.meta.get(doc_id=ONLY_DOC_ID)
-        return dict(document) if isinstance(document, dict) else {}
+    def meta(self) -> dict[str, Any]:
+        """The checked fields of ``meta`` (a bad one reset in the file, and logged once)."""
+        document = self.meta_table.get(doc_id=ONLY_DOC_ID)
+        found = dict(document) if isinstance(document, dict) else {}
+        bad = [name for name, ok in META_FIELDS.items() if name in found and not ok(found[name])]
+        if bad:
+            self._once.warning(
+                f"meta-{'-'.join(bad)}",
+                "telemetry outbox: reset %s, which held a value of the wrong type",
+                ", ".join(bad),
+            )
+            for name in bad:
+                del found[name]
+            self.meta_table.truncate()
+            self.meta_table.insert(Document(found, doc_id=ONLY_DOC_ID))
+        found.setdefault("dropped", 0)
+        return found
 
-    def change_meta(self, *, dropped: int = 0, **values: Any) -> None:
-        info = self.read_meta()
-        info["dropped"] = int(info.get("dropped", 0)) + dropped
+    def change_meta(self, **values: Any) -> None:
+        info = self.meta()
         info.update(values)
-        self.meta.upsert(Document(info, doc_id=ONLY_DOC_ID))
+        self.meta_table.upsert(Document(info, doc_id=ONLY_DOC_ID))
 
     def read_session(self) -> dict[str, Any]:
         document = self.session.get(doc_id=ONLY_DOC_ID)
@@ -137,21 +194,26 @@ class OutboxTransaction:
 class Outbox:
     """The outbox of one config file; thread- and process-safe."""
 
-    def __init__(self, path: Path, capacity: int = CAPACITY) -> None:
-        self.path = path
+    def __init__(self, place: StatePlace, capacity: int = CAPACITY) -> None:
+        self.place = place
+        self.path = place.outbox
         self.capacity = capacity
-        self._lock = lock_for(path)
-        self.sender_lock: PathLock = lock_for(path, ".send")
-        self.wire_lock: PathLock = lock_for(path, ".wire")
+        self._lock: FileLock = lock_for(place.outbox_lock)
+        self.sender_lock: FileLock = lock_for(place.send_lock)
+        self.wire_lock: FileLock = lock_for(place.wire_lock)
+        self._once = OnceLog(log)
 
     # -- transactions ------------------------------------------------------------
 
     @contextlib.contextmanager
     def transaction(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[OutboxTransaction]:
         """Under the outbox lock: the file as it is now, written once at the end if changed
-        (not when the block raises)."""
+        (not when the block raises). Raises OSError (FileProblem for a planted file)."""
+        make_state_folder(self.place.folder)
         with self._lock.hold(timeout), self._opened() as (database, storage):
-            yield OutboxTransaction(database, self.capacity)
+            transaction = OutboxTransaction(database, self.capacity, self._once)
+            _take_over_old_outbox(self, transaction)
+            yield transaction
             storage.commit()
 
     @contextlib.contextmanager
@@ -175,18 +237,10 @@ class Outbox:
 
     # -- the events ----------------------------------------------------------------
 
-    def add(self, event: Event, still_wanted: Callable[[], bool] | None = None) -> bool:
-        """Store ``event``, dropping the oldest when full; False when not stored.
-
-        ``still_wanted`` is asked under the lock, just before the write: an opt-out
-        or a reset-id saves the config first and then empties the outbox under this
-        lock, so an event made just before one can never outlive it here.
-        """
+    def add(self, event: Event) -> None:
+        """Store ``event``, dropping the oldest when full."""
         with self.transaction() as outbox:
-            if still_wanted is not None and not still_wanted():
-                return False
             outbox.add(event)
-            return True
 
     def pending(self) -> list[dict[str, Any]]:
         """The stored entries, oldest first, as they are (checked only when sent).
@@ -195,18 +249,33 @@ class Outbox:
         return [dict(events[key]) for key in sorted(events, key=_doc_number)]
 
     def stats(self) -> OutboxStats:
-        tables = self._tables()
+        try:
+            tables = load_tables(self.path) or {}
+        except (JSONFileError, FileProblem) as exc:
+            return OutboxStats(0, 0, None, str(exc))
         info = tables.get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
+        events = tables.get(EVENTS_TABLE, {})
+        dropped = info.get("dropped")
+        delivered = info.get("lastDelivery")
         return OutboxStats(
-            pending=len(tables.get(EVENTS_TABLE, {})),
-            dropped=_count(info.get("dropped")),
-            last_delivery=_text(info.get("lastDelivery")),
+            pending=len(events) if isinstance(events, dict) else 0,
+            dropped=dropped if _count(dropped) else 0,
+            last_delivery=delivered if isinstance(delivered, str) else None,
         )
 
-    def last_run(self) -> dict[str, Any]:
-        """What the bot last ran with (``app_version``, ``release``), as the tracker recorded."""
-        info = self._tables().get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
-        found = info.get("lastRun")
+    def meta(self) -> dict[str, Any]:
+        """The checked fields of ``meta``, read without a lock (nothing is reset here)."""
+        found = self._tables().get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
+        found = found if isinstance(found, dict) else {}
+        return {
+            name: found[name]
+            for name, ok in META_FIELDS.items()
+            if name in found and ok(found[name])
+        }
+
+    def session(self) -> dict[str, Any]:
+        """The instance session as stored, read without a lock (checked by the reader)."""
+        found = self._tables().get(SESSION_TABLE, {}).get(str(ONLY_DOC_ID), {})
         return dict(found) if isinstance(found, dict) else {}
 
     def remove(self, uuids: set[str], delivered_at: str | None = None) -> int:
@@ -224,22 +293,14 @@ class Outbox:
         """Bring an over-full file (an older version's, a hand edit) down to the cap once."""
         with self.transaction() as outbox:
             overflow = len(outbox.events) - self.capacity
-            if overflow <= 0:
-                return 0
-            oldest = [document.doc_id for document in outbox.waiting()[:overflow]]
-            outbox.events.remove(doc_ids=oldest)
-            outbox.change_meta(dropped=overflow)
-        log.warning(
-            "telemetry outbox held more than %d events: dropped the %d oldest",
-            self.capacity,
-            overflow,
-        )
-        return overflow
+            if overflow > 0:
+                outbox.drop_oldest(overflow)
+        return max(overflow, 0)
 
     def clear(self, wire_wait: float = WIRE_WAIT_SECONDS) -> Cleared:
         """Empty the outbox now. Still under its lock (so no request can start), look at
         the wire: a request that started before may still be under way."""
-        if not self.path.exists():
+        if not os.path.lexists(self.path) and not os.path.lexists(self.place.folder):
             return Cleared(0, Wire.IDLE)
         with self.transaction() as outbox:
             count = len(outbox.events)
@@ -252,9 +313,12 @@ class Outbox:
         return Cleared(count, wire)
 
     @contextlib.contextmanager
-    def sending(self, select: Callable[[list[dict[str, Any]]], Selection]) -> Iterator[Selection]:
+    def sending(
+        self, select: Callable[[list[dict[str, Any]], dict[str, Any]], Selection]
+    ) -> Iterator[Selection]:
         """The last check before a request: under the outbox lock, ``select`` picks what
-        to send from what waits now (and names unusable entries, removed at once); if
+        to send from what waits now, given the outbox's ``meta`` (and names unusable
+        entries, removed at once); if
         it picked anything, the wire lock is taken before the outbox lock is let go and
         held until the block ends (the request)."""
         with contextlib.ExitStack() as wire:
@@ -265,7 +329,7 @@ class Outbox:
                     id(entry): document.doc_id
                     for entry, document in zip(entries, stored, strict=True)
                 }
-                selection = select(entries)
+                selection = select(entries, outbox.meta())
                 if selection.unusable:
                     outbox.events.remove(
                         doc_ids=[doc_ids[id(entry)] for entry, _ in selection.unusable]
@@ -277,7 +341,7 @@ class Outbox:
     def _tables(self) -> dict[str, Any]:
         try:
             return load_tables(self.path) or {}
-        except JSONFileError:
+        except (JSONFileError, FileProblem):
             return {}
 
 
@@ -285,9 +349,43 @@ def _doc_number(key: str) -> int:
     return int(key) if key.isdigit() else 0
 
 
-def _count(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _take_over_old_outbox(outbox: Outbox, into: OutboxTransaction) -> None:
+    """Events an older version left beside the config file join this outbox, once: only
+    when the old file can be removed afterwards (else it would be taken over again)."""
+    old = outbox.place.old_outbox
+    if not os.path.lexists(old):
+        return
+    if not os.access(old.parent, os.W_OK):
+        outbox._once.warning(
+            "old-outbox", "telemetry: %s cannot be removed, so its events were not taken over", old
+        )
+        return
+    try:
+        tables = load_tables(old) or {}
+    except (JSONFileError, FileProblem) as exc:
+        outbox._once.warning(
+            "old-outbox", "telemetry: the old outbox %s is unusable (%s); left as it is", old, exc
+        )
+        return
+    known = {document.get("uuid") for document in into.events.all()}
+    events = tables.get(EVENTS_TABLE, {})
+    taken = 0
+    for key in sorted(events, key=_doc_number):
+        entry = events[key]
+        if isinstance(entry, dict) and entry.get("uuid") not in known:
+            into.add(entry)  # type: ignore[arg-type]  # checked for the wire when sent
+            taken += 1
+    info = tables.get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
+    if isinstance(info, dict):
+        meta = into.meta()
+        if _count(info.get("dropped")):
+            meta["dropped"] += info["dropped"]
+        for name in ("lastDelivery", "lastRun"):
+            if name not in meta and META_FIELDS[name](info.get(name)):
+                meta[name] = info[name]
+        into.change_meta(**meta)
+    old_locks = (old.with_name(old.name + end) for end in (".lock", ".send", ".wire", ".members"))
+    for leftover in (old, *old_locks):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+    log.info("telemetry: took over %d waiting event(s) from %s", taken, old)

@@ -1,11 +1,16 @@
 """Batches of events to PostHog through the official SDK, with an answer we can act on.
 
-The SDK does both halves of a send. Its client prepares each message exactly as
-it would send it (its automatic properties included), in ``send=False`` mode: no
-thread, no queue, no network; a ``before_send`` hook takes the prepared message
-and keeps only the properties SPEC section 4 allows. Its ``batch_post`` then
-posts up to a batch of them in one ``/batch/`` request, on a session of ours that
-never follows a redirect: only a 2xx answer to the POST itself is acceptance.
+The SDK does both halves of a send. Its client prepares each message exactly as it
+would send it (its automatic properties included), in ``send=False`` mode: no thread,
+no queue, no network; a ``before_send`` hook takes the prepared message and keeps only
+the properties the allowlist allows (``events.py``). Its ``batch_post`` then posts up to
+a batch of them in one ``/batch/`` request, on a session of ours (``http.py``): no
+redirect followed, an overall deadline, a few KB of answer read. Only a 2xx answer to
+the POST itself is acceptance.
+
+The client is built once per sender, and a sender lives in one process (its delivery's):
+the client's own at-fork hook, which would rebuild the SDK's queues and start its
+feature-flag poller in every child the host forks, is not registered.
 
 The SDK's own retries are not used: the delivery loop owns retries, backoff and
 deadlines, and a failed try raises here instead of being logged once per try.
@@ -13,38 +18,20 @@ deadlines, and a failed try raises here instead of being logged once per try.
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from posthog import Posthog
+from posthog.request import APIError, batch_post
+
 from slackonos_telemetry.telemetry.events import Event, wire_properties
+from slackonos_telemetry.telemetry.http import BoundedSession
 from slackonos_telemetry.telemetry.log_once import quiet_repeated_sdk_logs
+from slackonos_telemetry.telemetry.outcome import RETRY_STATUSES, Outcome, SendResult
 
 log = logging.getLogger(__name__)
-
-BATCH_SIZE = 100
-# Retried: the endpoint may answer differently later. Any other 4xx drops the event.
-RETRY_STATUSES = frozenset({408, 429})
-
-
-class Outcome(enum.Enum):
-    ACCEPTED = "accepted"
-    RETRY = "retry"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True)
-class SendResult:
-    outcome: Outcome
-    detail: str = ""
-    status: int | None = None
-    retry_after: float | None = None
-    # Failed at once, before any answer (refused, no such host): trying again within
-    # the same second will not help, so a shutdown stops trying and keeps the events.
-    unreachable: bool = False
 
 
 class PosthogSender:
@@ -52,13 +39,15 @@ class PosthogSender:
     (the import costs 0.2-0.4 s of CPU) and before the last check of a send."""
 
     def __init__(self, api_key: str, host: str) -> None:
-        from posthog import Posthog
+        class Preparer(Posthog):
+            def _register_fork_handler(self) -> None:
+                pass  # nothing of the SDK's runs in a child the host forks
 
         quiet_repeated_sdk_logs()
         self.api_key = api_key
         self.host = host
         self._prepared: list[dict[str, Any]] = []
-        self._client: Any = Posthog(
+        self._client: Any = Preparer(
             api_key,
             host=host,
             send=False,
@@ -66,9 +55,10 @@ class PosthogSender:
             max_retries=0,
             disable_geoip=True,
             enable_exception_autocapture=False,
+            enable_local_evaluation=False,
             before_send=self._keep_prepared,
         )
-        self._session = _no_redirect_session()
+        self._session = BoundedSession()
 
     def prepare(self, event: Event) -> dict[str, Any]:
         """The message the SDK would send for ``event``, limited to the allowed properties."""
@@ -88,8 +78,6 @@ class PosthogSender:
 
     def send(self, events: list[Event], timeout: float) -> SendResult:
         """One ``/batch/`` request carrying ``events``; never raises."""
-        from posthog.request import APIError, batch_post
-
         try:
             batch = [self.prepare(event) for event in events]
             response = batch_post(
@@ -103,9 +91,10 @@ class PosthogSender:
         except APIError as exc:
             return _api_error_result(exc)
         except Exception as exc:  # the transport raises requests' errors
-            return SendResult(
-                Outcome.RETRY, f"{type(exc).__name__}: {exc}", unreachable=_unreachable(exc)
-            )
+            reason = _unreachable(exc)
+            if reason:
+                return SendResult(Outcome.RETRY, reason, unreachable=True)
+            return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
         return SendResult(Outcome.ACCEPTED, status=response.status_code)
 
     def close(self) -> None:
@@ -125,8 +114,9 @@ class PosthogSender:
         return kept
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (a requests error) wraps a refused connection or a failed name lookup."""
+def _unreachable(exc: BaseException) -> str | None:
+    """Why nothing could be reached, when ``exc`` (a requests error) wraps a refused
+    connection or a failed name lookup; else None."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -134,24 +124,13 @@ def _unreachable(exc: BaseException) -> bool:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, (ConnectionRefusedError, socket.gaierror)):
-            return True
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return "the host name does not resolve"
         pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
         pending += list(current.args)
-    return False
-
-
-def _no_redirect_session() -> Any:
-    import requests
-
-    class NoRedirects(requests.Session):
-        # requests follows a 301/302 answer to a POST with a bodiless GET, whose 200
-        # would look like acceptance: the redirect itself is the answer here.
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            kwargs["allow_redirects"] = False
-            return super().request(*args, **kwargs)
-
-    return NoRedirects()
+    return None
 
 
 def _api_error_result(exc: Any) -> SendResult:

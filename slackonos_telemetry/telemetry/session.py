@@ -1,36 +1,37 @@
-"""One instance, however many processes serve it (SPEC section 4, "one instance").
+"""One instance, however many processes serve it (docs/CONTRACT.md, "One instance").
 
-One config file is one instance. Gunicorn or uvicorn workers, ``--preload``
-forks, recycled workers and several apps in one process all share it: the
-instance sends one ``startup`` when it starts, heartbeats at the configured rate,
-and one ``shutdown`` when it stops.
+One config file is one instance. Gunicorn or uvicorn workers, ``--preload`` masters,
+recycled workers and several apps in one process all share it: the instance sends one
+``startup`` when it starts, heartbeats at the configured rate, and one ``shutdown``
+when it stops.
 
-Membership (``membership.py``): each process taking part holds a shared ``flock``
-from the moment it arrives (``register()``) until it leaves, and learns at arrival
-which instance it belongs to (a token). The kernel drops the hold when the process
-ends, however it ends, so "is anyone else here?" is always answered truly, with
-no lease to renew and no clock to trust.
+Membership (``membership.py``): each process taking part holds a shared lock from
+the moment it arrives until it leaves, and learns at arrival which instance it belongs
+to (a token). The kernel drops the lock when the process ends, however it ends, so
+"is anyone else here?" is always answered truly, with no lease to renew.
 
-State, in the outbox file's ``session`` table, changed only under the outbox
-lock together with the events it causes (so each decision is made once): the
-running ``instance`` token, ``startedAt`` (wall time), ``lastSlot`` (the last
-heartbeat slot made), and the parents that started members (``parents``).
+State, in the outbox file's ``session`` table, changed only under the outbox lock
+together with the events it causes (so each decision is made once): the running
+``instance`` token, when it started (``startedAt`` on the wall clock; ``monoStart`` on
+the machine's monotonic clock, with the ``boot`` it belongs to), ``lastSlot`` (the
+last heartbeat slot made), and the parents that started members (``parents``).
 
 - The first join carrying a new token starts that instance and makes ``startup``;
   every later join of the same token continues it.
-- Heartbeat slot k falls k intervals after the start. Each member, at its own
-  wake-up, makes the slot's heartbeat if nobody made it yet: one per slot. Each
-  process keeps the schedule on its own monotonic clock, anchored once when it
-  joins, so wall-clock jumps never move it.
-- The last member to leave makes ``shutdown``. A process that leaves through a
-  plain interpreter exit, whose parent has started members before (a pre-fork
-  server recycling a worker), first opens a handover and waits a moment: if a
-  replacement arrives, the instance goes on and no shutdown is made.
+- Uptime and heartbeat slot k (k intervals after the start) follow the monotonic
+  clock, which every process of one boot shares, so a step of the wall clock moves
+  neither; after a reboot (another boot) the wall clock is all there is. Each member,
+  at its own wake-up, makes the slot's heartbeat if nobody made it yet.
+- The last member to leave makes ``shutdown``. A process that leaves through a plain
+  interpreter exit, whose parent has started members before (a pre-fork server
+  recycling a worker), first opens a handover and waits a moment: if a replacement
+  arrives, the instance goes on and no shutdown is made.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import os
@@ -48,13 +49,14 @@ from slackonos_telemetry.telemetry.membership import (
     open_handover,
     others_present,
 )
-from slackonos_telemetry.telemetry.outbox import Outbox
+from slackonos_telemetry.telemetry.outbox import Outbox, OutboxTransaction
 
 log = logging.getLogger(__name__)
 
 HANDOVER_SECONDS = 1.0
 _HANDOVER_POLL_SECONDS = 0.02
 _PARENTS_KEPT = 8
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 # Makes an event of this name, ``seconds`` into the instance's run; None when none is
 # wanted (telemetry off) or it was printed instead of stored (debug).
@@ -75,7 +77,6 @@ class ExitKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Membership:
-    started_wall: float
     anchor: float  # the instance's start on this process's monotonic clock
 
 
@@ -84,7 +85,7 @@ class InstanceSession:
 
     def __init__(self, outbox: Outbox, clock: Callable[[], float] = time.monotonic) -> None:
         self.outbox = outbox
-        self._clock = clock  # this process's monotonic clock (a test may hold it)
+        self._clock = clock  # the monotonic clock (a test may hold it)
         self.membership: Membership | None = None
         self.left = False  # once left, never joined again: this process is stopping
         self._guard = threading.Lock()
@@ -96,7 +97,7 @@ class InstanceSession:
     def seconds_running(self, now: float | None = None) -> float:
         if self.membership is None:
             return 0.0
-        return (self._clock() if now is None else now) - self.membership.anchor
+        return max(0.0, (self._clock() if now is None else now) - self.membership.anchor)
 
     def join(self, bot_started_at: float, emit: Emit, timeout: float = 10.0) -> Membership:
         """Take part in the instance; start it (and make ``startup``) when nobody else is.
@@ -109,19 +110,17 @@ class InstanceSession:
                 return self.membership
             if self.left:
                 raise SessionLeft("this process has left the instance")
-            arrival = arrive(self.outbox.path)
+            arrival = arrive(self.outbox.place)
             with self.outbox.transaction(timeout) as outbox:
                 now_wall, now = time.time(), self._clock()
-                state = outbox.read_session()
-                started = _time(state.get("startedAt"))
-                continuing = started is not None and state.get("instance") == arrival.instance
-                if started is not None and continuing:
-                    started_wall = started
-                else:
-                    started_wall = now_wall - max(0.0, now - bot_started_at)
+                state = _checked(outbox.read_session())
+                continuing = "startedAt" in state and state.get("instance") == arrival.instance
+                if not continuing:
                     state = {
                         "instance": arrival.instance,
-                        "startedAt": started_wall,
+                        "startedAt": now_wall - max(0.0, now - bot_started_at),
+                        "monoStart": bot_started_at,
+                        "boot": boot_id(),
                         "lastSlot": 0,
                         "parents": state.get("parents", {}),
                     }
@@ -130,7 +129,7 @@ class InstanceSession:
                         outbox.add(event)
                 state["parents"] = _count_parent(state.get("parents"))
                 outbox.write_session(state)
-            self.membership = Membership(started_wall, anchor=now - (now_wall - started_wall))
+            self.membership = Membership(anchor=_anchor(state, now_wall, now))
             log.debug(
                 "pid %d joined instance %s (%s)",
                 os.getpid(),
@@ -151,9 +150,8 @@ class InstanceSession:
         if slot < 1:
             return next_slot_at
         with self.outbox.transaction() as outbox:
-            state = outbox.read_session()
-            last = state.get("lastSlot")
-            if isinstance(last, int) and not isinstance(last, bool) and last >= slot:
+            state = _checked(outbox.read_session())
+            if state.get("lastSlot", 0) >= slot:
                 return next_slot_at
             # Slots missed while asleep are skipped, not sent in a burst.
             event = emit(EventName.HEARTBEAT, now - membership.anchor)
@@ -171,36 +169,43 @@ class InstanceSession:
             self.left = True
         if membership is None:
             return False
+        place = self.outbox.place
         handover = 0.0
         with self.outbox.transaction(_until(deadline)) as outbox:
-            depart(self.outbox.path)
-            if others_present(self.outbox.path):
+            depart(place)
+            if others_present(place):
                 log.debug("pid %d left (%s); others go on", os.getpid(), kind.value)
                 return False
-            state = outbox.read_session()
+            state = _checked(outbox.read_session())
             if kind is ExitKind.EXIT and _respawn_plausible(state):
                 handover = min(HANDOVER_SECONDS, _until(deadline) / 2)
             if handover <= 0:
                 self._end(outbox, state, membership, emit)
                 return True
-            open_handover(self.outbox.path, str(state.get("instance")), time.time() + handover)
+            open_handover(place, str(state.get("instance")), time.time() + handover)
             log.debug(
                 "pid %d left last (%s): handover for %.2f s", os.getpid(), kind.value, handover
             )
         if self._replaced_within(handover):
             return False
         with self.outbox.transaction(_until(deadline)) as outbox:
-            if others_present(self.outbox.path):
+            if others_present(place):
                 return False
-            self._end(outbox, outbox.read_session(), membership, emit)
+            self._end(outbox, _checked(outbox.read_session()), membership, emit)
             return True
 
-    def _end(self, outbox: Any, state: dict[str, Any], membership: Membership, emit: Emit) -> None:
+    def _end(
+        self,
+        outbox: OutboxTransaction,
+        state: dict[str, Any],
+        membership: Membership,
+        emit: Emit,
+    ) -> None:
         event = emit(EventName.SHUTDOWN, self._clock() - membership.anchor)
         if event is not None:
             outbox.add(event)
-        close_handover(self.outbox.path)
-        ended = {"endedAt": time.time(), "parents": state.get("parents", {})}
+        close_handover(self.outbox.place)
+        ended: dict[str, Any] = {"endedAt": time.time(), "parents": state.get("parents", {})}
         if "lastSlot" in state:
             ended["lastSlot"] = state["lastSlot"]
         outbox.write_session(ended)
@@ -209,24 +214,72 @@ class InstanceSession:
         # Real time: this waits, with real sleeps, for another process.
         until = time.monotonic() + seconds
         while time.monotonic() < until:
-            if others_present(self.outbox.path):
+            if others_present(self.outbox.place):
                 return True
             time.sleep(_HANDOVER_POLL_SECONDS)
         return False
 
 
-def _time(value: Any) -> float | None:
-    """A wall-clock time stored in the state, or None when it is not one."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
+def instance_uptime(outbox: Outbox) -> float | None:
+    """How long the running instance has run, from its stored session (for a process
+    that answers commands without tracking); None when none runs."""
+    state = _checked(outbox.session())
+    if "startedAt" not in state or "endedAt" in state:
+        return None
+    now = time.monotonic()
+    return max(0.0, now - _anchor(state, time.time(), now))
+
+
+@functools.lru_cache(maxsize=1)
+def boot_id() -> str | None:
+    """Which boot of the machine this is: monotonic times of one boot compare."""
+    try:
+        with open(_BOOT_ID_FILE, encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def _anchor(state: dict[str, Any], now_wall: float, now: float) -> float:
+    """The instance's start on this process's monotonic clock."""
+    mono_start = state.get("monoStart")
+    if state.get("boot") is not None and state.get("boot") == boot_id() and mono_start is not None:
+        return float(mono_start)
+    return now - max(0.0, now_wall - float(state["startedAt"]))
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+# Each field of the session with its check; a bad one is dropped (and logged once).
+_SESSION_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "instance": lambda value: isinstance(value, str),
+    "startedAt": _is_time,
+    "monoStart": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    "boot": lambda value: isinstance(value, str),
+    "lastSlot": lambda value: type(value) is int and value >= 0,
+    "parents": lambda value: isinstance(value, dict),
+    "endedAt": _is_time,
+}
+_told_bad: set[str] = set()
+
+
+def _checked(state: dict[str, Any]) -> dict[str, Any]:
+    bad = [name for name, ok in _SESSION_FIELDS.items() if name in state and not ok(state[name])]
+    for name in bad:
+        del state[name]
+        if name not in _told_bad:
+            _told_bad.add(name)
+            log.warning("telemetry outbox: ignored the session's %s, of the wrong type", name)
+    return state
 
 
 def _count_parent(parents: Any) -> dict[str, int]:
     counts = {
         str(key): value
         for key, value in (parents.items() if isinstance(parents, dict) else [])
-        if isinstance(value, int)
+        if type(value) is int
     }
     parent = str(os.getppid())
     counts[parent] = counts.pop(parent, 0) + 1
@@ -240,7 +293,7 @@ def _respawn_plausible(state: dict[str, Any]) -> bool:
     if parent <= 1 or not isinstance(parents, dict):
         return False
     count = parents.get(str(parent), 0)
-    return isinstance(count, int) and count >= 2
+    return type(count) is int and count >= 2
 
 
 def _until(deadline: float) -> float:

@@ -1,8 +1,18 @@
-"""Shutdown: on SIGINT, SIGTERM and interpreter exit, every participant (a tracker, a plugin)
-gets to finish, all at once, within one deadline for the whole process.
+"""Shutdown: on SIGINT, SIGTERM and interpreter exit, every participant (a tracker, a
+plugin) gets to finish, all at once, within one deadline for the whole process.
 
 Installed once per process, however many apps register: the deadline is
 TELEMETRY_SHUTDOWN_TIMEOUT for the process, never per app.
+
+Safe to re-enter, by construction. A signal handler runs on the main thread between
+any two bytecodes, also in the middle of code that holds a lock (ours, or threading's
+own when a thread starts), the handler itself included. So the handler takes no lock
+and starts no thread: it wakes this process's stopper thread (started at install,
+blocked on a pipe) with one ``os.write``, then polls a counter with short sleeps,
+never past the deadline. The stopper claims each participant with one atomic
+``dict.setdefault`` and stops them in parallel, each on a thread of its own. A signal
+that arrives while our handler runs is absorbed (the outer call finishes the job);
+any number of SIGTERM and SIGINT end the process within the deadline.
 
 How each signal is chained, so that the host stops exactly as it would without us:
 - a handler the host installed: ours runs, then calls it (it decides how to exit);
@@ -12,12 +22,17 @@ How each signal is chained, so that the host stops exactly as it would without u
   with its usual traceback, and the exit hook sends the shutdown event;
 - a signal the host ignores stays ignored.
 
+In a process forked from ours (a host's pool worker), the host's own handlers are
+put back at the fork and our exit hook does nothing: the child dies of SIGTERM
+exactly as it would without the plugin, and never runs our shutdown.
+
 This module is imported by ``register()`` on the host's main thread: it is light.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -27,135 +42,225 @@ from types import FrameType
 from typing import Any, Protocol
 
 from slackonos_telemetry.config.words import shutdown_timeout_from
+from slackonos_telemetry.forksafe import PerProcess
 from slackonos_telemetry.telemetry.threads import start_thread
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 THREAD_NAME = "slackonos-telemetry-shutdown"
+STOPPER_THREAD = "slackonos-telemetry-stopper"
+_POLL_SECONDS = 0.01
 
 
 class Participant(Protocol):
     def stop_for_exit(self, deadline: float, how: str) -> bool:
         """Finish within ``deadline`` (monotonic); ``how``: "signal", "explicit" or "exit".
-        True when everything was delivered. Never raises."""
+        True when everything was delivered. Idempotent, thread-safe, never raises."""
         ...
 
 
-class _Round:
-    """One shutdown: its deadline, and what each participant achieved by then."""
+class _Stop:
+    """One participant's stop: started once, on a thread of its own."""
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.done = threading.Event()
-        self.results: list[bool] = []
+    def __init__(self, participant: Participant) -> None:
+        self.participant = participant
+        self.started = False
+        self.done = False
+        self.result = False
 
-
-class _Shutdown:
-    def __init__(self) -> None:
-        self._participants: list[Participant] = []
-        self._stopped: set[int] = set()
-        self._round: _Round | None = None
-        self._guard = threading.Lock()
-        self._installed = False
-
-    def participate(self, participant: Participant) -> None:
-        with self._guard:
-            if all(existing is not participant for existing in self._participants):
-                self._participants.append(participant)
-
-    def install(self) -> None:
-        """Hook interpreter exit and, from the main thread, the signals. Once per process."""
-        with self._guard:
-            if self._installed:
-                return
-            self._installed = True
-        atexit.register(self.run, "exit")
-        if threading.current_thread() is not threading.main_thread():
-            log.debug("not on the main thread: shutdown hooked to interpreter exit only")
+    def start(self, deadline: float, how: str) -> None:
+        if self.started:
             return
-        for signum in SHUTDOWN_SIGNALS:
-            previous = signal.getsignal(signum)
-            if previous in (signal.SIG_IGN, signal.default_int_handler):
-                continue
-            signal.signal(signum, _chained(signum, previous))
-
-    def run(self, how: str = "explicit", timeout: float | None = None) -> bool:
-        """Stop every participant not yet stopped, in parallel, within one deadline
-        (``timeout``, default TELEMETRY_SHUTDOWN_TIMEOUT). A call while a round is
-        under way waits for that round. Never raises; True when all delivered."""
+        # Two callers may both get here (one interrupted by a signal); the participant's
+        # stop is idempotent, so a second thread only waits for the first.
+        self.started = True
         try:
-            with self._guard:
-                current = self._round
-                if current is None or current.done.is_set():
-                    waiting = [p for p in self._participants if id(p) not in self._stopped]
-                    if not waiting:
-                        return True
-                    current = self._round = _Round(time.monotonic() + _timeout(timeout))
-                    self._stopped.update(id(p) for p in waiting)
-                    self._start(current, waiting, how)
-            current.done.wait(max(0.0, current.deadline - time.monotonic()))
-            return current.done.is_set() and all(current.results)
+            start_thread(self._run, THREAD_NAME, deadline, how)
+        except RuntimeError:  # threads can no longer start this late in exit
+            self._run(deadline, how)
+
+    def _run(self, deadline: float, how: str) -> None:
+        try:
+            self.result = self.participant.stop_for_exit(deadline, how)
         except Exception:
             log.exception("telemetry shutdown failed; the bot is not affected")
-            return False
+            self.result = False
+        finally:
+            self.done = True
 
-    def _start(self, current: _Round, waiting: list[Participant], how: str) -> None:
-        # Threads of their own: the main thread (often inside a signal handler) only
-        # waits, with a timeout, and never re-enters a lock it may hold.
-        remaining = [len(waiting)]
-        count_guard = threading.Lock()
 
-        def stop(participant: Participant) -> None:
+class _ProcessShutdown:
+    """This process's participants, their stops, its signal handlers and its stopper."""
+
+    def __init__(self) -> None:
+        self.participants: list[Participant] = []
+        self.stops: dict[int, _Stop] = {}
+        self.deadline = 0.0
+        self.installed = False
+        self.handling = False  # our signal handler is running (on the main thread)
+        self.wake_stopper: int | None = None  # the write end of the stopper's pipe
+        self.rounds_asked = 0  # by the signal handler
+        self.rounds_done = 0  # by the stopper
+
+    def start_stopper(self) -> None:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        start_thread(self._stopper, STOPPER_THREAD, read_end)
+        self.wake_stopper = write_end
+
+    def _stopper(self, read_end: int) -> None:
+        while True:
             try:
-                current.results.append(participant.stop_for_exit(current.deadline, how))
-            except Exception:
-                log.exception("telemetry shutdown failed; the bot is not affected")
-                current.results.append(False)
-            finally:
-                with count_guard:
-                    remaining[0] -= 1
-                    if remaining[0] == 0:
-                        current.done.set()
+                if not os.read(read_end, 64):
+                    return
+            except OSError:
+                return
+            asked = self.rounds_asked
+            run("signal")
+            self.rounds_done = max(self.rounds_done, asked)
 
-        for participant in waiting:
+    def claim(self, participant: Participant) -> _Stop:
+        # setdefault is one atomic step under the GIL: a participant is claimed once.
+        return self.stops.setdefault(id(participant), _Stop(participant))
+
+    def deadline_for(self, timeout: float | None) -> float:
+        now = time.monotonic()
+        if self.deadline <= now:  # no round under way: this one sets the deadline
+            self.deadline = now + _timeout(timeout)
+        return self.deadline
+
+
+_state: PerProcess[_ProcessShutdown] = PerProcess(_ProcessShutdown)
+# The handlers this process installed, by signal: (ours, the host's before it). Read by
+# the at-fork hook, which must not wait on anything.
+_chained_handlers: dict[int, tuple[Any, Any]] = {}
+
+
+def participate(participant: Participant) -> None:
+    state = _state.get()
+    if all(existing is not participant for existing in state.participants):
+        state.participants.append(participant)
+
+
+def install() -> None:
+    """Hook interpreter exit and, from the main thread, the signals. Once per process."""
+    state = _state.get()
+    if state.installed:
+        return
+    state.installed = True
+    atexit.register(_at_exit, os.getpid())
+    if threading.current_thread() is not threading.main_thread():
+        log.debug("not on the main thread: shutdown hooked to interpreter exit only")
+        return
+    state.start_stopper()
+    for signum in SHUTDOWN_SIGNALS:
+        previous = signal.getsignal(signum)
+        if previous in (signal.SIG_IGN, signal.default_int_handler):
+            continue
+        handler = _chained(signum, previous, os.getpid())
+        signal.signal(signum, handler)
+        _chained_handlers[signum] = (handler, previous)
+
+
+def run(how: str = "explicit", timeout: float | None = None, only: Any = None) -> bool:
+    """Stop every participant not yet stopped (or only ``only``), in parallel, within the
+    process's one deadline (``timeout``, default TELEMETRY_SHUTDOWN_TIMEOUT, counted
+    from the first call). A call while stops are under way waits for them. Never
+    raises but KeyboardInterrupt (re-raised unless at exit, where it is absorbed); True
+    when all delivered."""
+    try:
+        state = _state.get()
+        targets = [only] if only is not None else list(state.participants)
+        if not targets:
+            return True
+        deadline = state.deadline_for(timeout)
+        stops = [state.claim(participant) for participant in targets]
+        for stop in stops:
+            stop.start(deadline, how)
+        while not all(stop.done for stop in stops) and time.monotonic() < deadline:
             try:
-                start_thread(stop, THREAD_NAME, participant)
-            except RuntimeError:  # threads can no longer start this late in exit
-                stop(participant)
-
-    def reset_after_fork(self) -> None:
-        # The child stops on its own: every participant, once, in its own round.
-        self._stopped = set()
-        self._round = None
-        self._guard = threading.Lock()
-
-
-_shutdown = _Shutdown()
-participate = _shutdown.participate
-install = _shutdown.install
-run = _shutdown.run
-reset_after_fork = _shutdown.reset_after_fork
+                time.sleep(_POLL_SECONDS)
+            except KeyboardInterrupt:
+                if how != "exit":
+                    raise
+                # A second Ctrl-C while the exit hook waits: it still ends by the deadline.
+        return all(stop.done and stop.result for stop in stops)
+    except Exception:
+        log.exception("telemetry shutdown failed; the bot is not affected")
+        return False
 
 
-def _chained(signum: signal.Signals, previous: Any) -> Any:
+def _at_exit(owner: int) -> None:
+    if os.getpid() != owner:
+        return  # a forked child of the process that installed it: not ours to stop
+    run("exit")
+
+
+def _chained(signum: signal.Signals, previous: Any, owner: int) -> Any:
     def handle(received: int, frame: FrameType | None) -> None:
-        try:
-            _shutdown.run("signal")
-        except Exception:  # never let telemetry decide how the bot stops
-            log.exception("telemetry shutdown failed")
-        if callable(previous):
-            # Called, not re-raised: a re-raised signal would wait, unhandled, for as
-            # long as the main thread blocks (a lock, select, readline).
-            previous(received, frame)
+        if os.getpid() != owner:
+            _give_way(signum, previous)
+            _pass_on(signum, previous, received, frame)
             return
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
+        state = _state.get()
+        if state.handling:
+            return  # a signal inside our own handler: the outer call finishes the job
+        state.handling = True
+        try:
+            _stop_from_handler(state)
+        finally:
+            state.handling = False
+        _pass_on(signum, previous, received, frame)
 
     return handle
+
+
+def _stop_from_handler(state: _ProcessShutdown) -> None:
+    """The round, asked of the stopper thread and waited for: no lock, no thread start."""
+    if state.wake_stopper is None:
+        return
+    deadline = state.deadline_for(None)
+    state.rounds_asked += 1
+    asked = state.rounds_asked
+    # A full pipe holds wake-ups already: the stopper is coming.
+    with contextlib.suppress(BlockingIOError):
+        os.write(state.wake_stopper, b"s")
+    while state.rounds_done < asked and time.monotonic() < deadline:
+        time.sleep(_POLL_SECONDS)
+
+
+def _pass_on(signum: signal.Signals, previous: Any, received: int, frame: FrameType | None) -> None:
+    if callable(previous):
+        # Called, not re-raised: a re-raised signal would wait, unhandled, for as
+        # long as the main thread blocks (a lock, select, readline).
+        previous(received, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
+def _give_way(signum: int, previous: Any) -> None:
+    """Put the host's own handler back where ours still is."""
+    ours = _chained_handlers.get(signum, (None, None))[0]
+    try:
+        if ours is not None and signal.getsignal(signum) is ours:
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+    except (ValueError, OSError):  # not the main thread
+        pass
+
+
+def _give_way_in_child() -> None:
+    # At-fork hook: no import, no lock, no file; only sigaction calls.
+    for signum, (_ours, previous) in list(_chained_handlers.items()):
+        _give_way(signum, previous)
 
 
 def _timeout(timeout: float | None) -> float:
     if timeout is not None:
         return max(0.0, timeout)
     return shutdown_timeout_from(os.environ)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_give_way_in_child)

@@ -1,13 +1,16 @@
 """The tracker: one config file's telemetry in this process, on a thread of its own.
 
-What a host's thread pays is ``start()``: one thread started, nothing read,
-nothing imported. The thread reads the settings, joins the instance (which may
-make ``startup``), makes heartbeats on the instance's schedule, and delivers
-the outbox; it imports posthog only when there is something to send and the bot
-is quiet, so the import never competes with the bot's first commands.
+What a host's thread pays is ``start()``: one thread started, nothing read, nothing
+imported. The thread reads the settings, joins the instance (which may make
+``startup``), makes heartbeats on the instance's schedule, and delivers the outbox;
+it imports posthog only when there is something to send and the bot is quiet, so the
+import never competes with the bot's first commands.
 
-No failure ends the thread: each turn of its loop is guarded, a failure is
-logged once, and the loop goes on with backoff.
+A tracker belongs to the process that made it (``tracker_for`` keeps one per config
+file and process): a forked child never runs its parent's.
+
+No failure ends the thread: each turn of its loop is guarded, a failure is logged
+once, and the loop goes on with backoff.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.identity import current_instance_id, ensure_instance_id
-from slackonos_telemetry.config.paths import outbox_path_for
 from slackonos_telemetry.config.settings import Settings, resolve_settings
-from slackonos_telemetry.config.store import ConfigStore
+from slackonos_telemetry.forksafe import PerProcess
+from slackonos_telemetry.telemetry import consent
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
 from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy, StopReason
 from slackonos_telemetry.telemetry.events import Event, EventName, RuntimeFacts, make_event
+from slackonos_telemetry.telemetry.identity import ensure_instance_id, instance_id_now
 from slackonos_telemetry.telemetry.log_once import OnceLog
 from slackonos_telemetry.telemetry.membership import arrive
 from slackonos_telemetry.telemetry.outbox import Outbox
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # While events wait, how often a hand-edited opt-out is looked for.
 CONFIG_POLL_SECONDS = 2.0
+# While the bot is not yet quiet, how often to look again before loading the SDK.
+_QUIET_POLL_SECONDS = 0.15
 
 
 class Tracker:
@@ -68,7 +74,9 @@ class Tracker:
         self._retry_policy = retry_policy or RetryPolicy()
         self.quiet = quiet or QuietGate()
         self._debug_stream = debug_stream
-        self.outbox = Outbox(outbox_path_for(config_path))
+        # Where state lives is decided once: a running bot never splits its outbox.
+        self._place = self.settings_now().state
+        self.outbox = Outbox(self._place)
         self.session = InstanceSession(self.outbox)
         self._once = OnceLog(log)
         self.delivery = Delivery(
@@ -88,10 +96,6 @@ class Tracker:
     def start(self) -> None:
         if self._thread is not None:
             return
-        try:
-            arrive(self.outbox.path)  # counted in the instance from now on
-        except OSError as exc:
-            log.warning("telemetry could not join its instance yet: %s", exc)
         self._thread = start_thread(self._run, TELEMETRY_THREAD_PREFIX)
 
     @property
@@ -117,22 +121,22 @@ class Tracker:
             return self.session.seconds_running()
         return time.monotonic() - self.started_at
 
-    def settings(self) -> Settings:
+    def settings_now(self) -> Settings:
         return resolve_settings(self.config_path, self._environ)
 
+    def settings(self) -> Settings:
+        """The settings now, with the state place this tracker started with."""
+        settings = self.settings_now()
+        return settings if settings.state == self._place else replace(settings, state=self._place)
+
     def instance_id_now(self) -> str | None:
-        return current_instance_id(ConfigStore(self.config_path))
+        return instance_id_now(self.settings())
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop now, delivering the shutdown event for at most ``timeout`` seconds
         (default TELEMETRY_SHUTDOWN_TIMEOUT). Idempotent, never raises. True when
         everything waiting was delivered (or nothing had to be)."""
-        try:
-            seconds = self.settings().shutdown_timeout if timeout is None else timeout
-            return self.stop_for_exit(time.monotonic() + seconds, ExitKind.EXPLICIT.value)
-        except Exception:
-            log.exception("telemetry shutdown failed; the bot is not affected")
-            return False
+        return process_shutdown.run(ExitKind.EXPLICIT.value, timeout, only=self)
 
     def stop_for_exit(self, deadline: float, how: str) -> bool:
         """The process is stopping (``shutdown.Participant``): leave the instance, making
@@ -154,15 +158,17 @@ class Tracker:
         """What every event says about where it runs (may run `git describe` once)."""
         with self._facts_lock:
             if self._facts is None:
-                release = resolve_release(self.settings().release_override, self._release_argument)
+                release = resolve_release(
+                    self.settings_now().release_override, self._release_argument
+                )
                 self._facts = RuntimeFacts.gather(self.app_version, release)
             return self._facts
 
     def _emit(self, name: EventName, seconds_running: float) -> Event | None:
         """Called by the session under the outbox lock: the event to store, or None when
-        telemetry is off (or debug printed it)."""
+        telemetry is not on (or debug printed it)."""
         settings = self.settings()
-        if not settings.enabled:
+        if not consent.decide(settings).enabled:
             return None
         instance_id = self.instance_id_now()
         if instance_id is None:
@@ -175,12 +181,15 @@ class Tracker:
             return None
         return event
 
-    def _ready_to_make_events(self) -> Settings:
+    def _ready_to_make_events(self) -> tuple[Settings, consent.Decision]:
         settings = self.settings()
-        if settings.enabled:
-            ensure_instance_id(ConfigStore(self.config_path))
+        decision = consent.decide(settings)
+        if decision.enabled:
+            found = ensure_instance_id(settings)
+            if found.problem:
+                self._once.warning("no-id", "telemetry: %s", found.problem)
             self.facts()  # before any outbox lock: it may start `git describe`
-        return settings
+        return settings, decision
 
     # -- the thread ------------------------------------------------------------------
 
@@ -188,23 +197,25 @@ class Tracker:
         settings = self.settings()
         for warning in settings.warnings:
             log.warning("telemetry: %s", warning)
-        if settings.reason and not settings.enabled:
-            log.info("telemetry off: %s", settings.reason)
+        decision = consent.decide(settings)
+        if decision.reason and not decision.enabled:
+            log.info("telemetry off: %s", decision.reason)
         failures = 0
         next_attempt = next_beat = 0.0
         recorded = False
         while not self._stopping.is_set():
             now = time.monotonic()
             try:
-                settings = self._ready_to_make_events()
+                settings, decision = self._ready_to_make_events()
                 if not self.session.joined and not self._stopping.is_set():
+                    arrive(self.outbox.place)
                     self.outbox.trim()
                     self.session.join(self.started_at, self._emit)
-                if not recorded and settings.enabled:
+                if not recorded and decision.enabled:
                     self._record_run()
                     recorded = True
                 next_beat = self.session.heartbeat_if_due(settings.heartbeat_seconds, self._emit)
-                waiting = self._handle_waiting(settings, now, next_attempt)
+                waiting = self._handle_waiting(settings, decision, now, next_attempt)
                 if waiting is not None:
                     failures = failures + 1 if waiting.should_retry else 0
                     delay = (
@@ -222,40 +233,50 @@ class Tracker:
             else:
                 if failures == 0:
                     self._once.forget("loop")
-            wake_at = self._next_wake(settings, next_beat, next_attempt)
+            wake_at = self._next_wake(settings, decision, next_beat, next_attempt)
             self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
 
     def _record_run(self) -> None:
-        """What this bot runs with, for the CLI's preview (beside the outbox, not in the
+        """What this bot runs with, for the CLI's preview (in the state folder, not in the
         user's config)."""
         facts = self.facts()
         self.outbox.record(lastRun={"app_version": facts.app_version, "release": facts.release})
 
     def _handle_waiting(
-        self, settings: Settings, now: float, next_attempt: float
+        self, settings: Settings, decision: consent.Decision, now: float, next_attempt: float
     ) -> PassResult | None:
-        """Empty the outbox when off; send it when due. None when nothing was tried."""
-        if not settings.enabled:
-            cleared = self.outbox.clear(wire_wait=0.0)
+        """Empty the outbox after an opt-out; send it when due. None when nothing was tried."""
+        if decision.consent is consent.Consent.OFF:
+            cleared = consent.discard_waiting(settings, self.outbox, wire_wait=0.0)
             if cleared.discarded:
                 log.info("telemetry off: discarded %d waiting event(s)", cleared.discarded)
             return None
-        if settings.debug or now < next_attempt or not self.outbox.stats().pending:
+        if not decision.enabled or settings.debug or now < next_attempt:
+            return None
+        if not self.outbox.stats().pending:
             return None
         if not self.delivery.sender_ready and not self.quiet.is_open(now):
             return None
         return self.delivery.run_pass(keep_going=lambda: not self._stopping.is_set())
 
-    def _next_wake(self, settings: Settings, next_beat: float, next_attempt: float) -> float:
+    def _next_wake(
+        self,
+        settings: Settings,
+        decision: consent.Decision,
+        next_beat: float,
+        next_attempt: float,
+    ) -> float:
         now = time.monotonic()
         wake_at = next_beat if next_beat > 0 else now + settings.heartbeat_seconds
-        if settings.enabled and not settings.debug and self.outbox.stats().pending:
+        if decision.enabled and not settings.debug and self.outbox.stats().pending:
             wake_at = min(wake_at, now + CONFIG_POLL_SECONDS)
             if self.delivery.sender_ready or self.quiet.is_open(now):
                 wake_at = min(wake_at, max(next_attempt, now))
             else:
-                wake_at = min(wake_at, now + 0.15)
+                wake_at = min(wake_at, now + _QUIET_POLL_SECONDS)
+        elif self.outbox.stats().pending:
+            wake_at = min(wake_at, now + CONFIG_POLL_SECONDS)  # an opt-out may come by hand
         return wake_at
 
     # -- stopping ----------------------------------------------------------------------
@@ -267,15 +288,17 @@ class Tracker:
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()) / 2)
-            settings = self._ready_to_make_events()
+            settings, decision = self._ready_to_make_events()
             if not self.session.joined and self._thread is not None:
                 # Stopped within the bot's first moments: it did start, so say so.
+                arrive(self.outbox.place)
                 self.session.join(self.started_at, self._emit, timeout=_until(deadline))
             ended = self.session.leave(kind, deadline, self._emit)
-            if not settings.enabled:
-                self.outbox.clear(wire_wait=0.0)  # an opt-out at the very end leaves nothing
+            if decision.consent is consent.Consent.OFF:
+                # An opt-out at the very end leaves nothing.
+                consent.discard_waiting(settings, self.outbox, wire_wait=0.0)
                 return True
-            if not ended or settings.debug:
+            if not ended or not decision.enabled or settings.debug:
                 return True
             result = self.delivery.drain(deadline)
             return result.last is None or result.last.stopped_by is StopReason.EMPTY
@@ -288,24 +311,23 @@ def _until(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-_trackers: dict[str, Tracker] = {}
-_trackers_guard = threading.Lock()
+class _Trackers:
+    def __init__(self) -> None:
+        self.by_config: dict[str, Tracker] = {}
+        self.guard = threading.Lock()
+
+
+_trackers: PerProcess[_Trackers] = PerProcess(_Trackers)
 
 
 def tracker_for(config_path: Path, **options: Any) -> tuple[Tracker, bool]:
-    """The process's one running tracker for this config file; True when made just now."""
+    """This process's one running tracker for this config file; True when made just now."""
+    trackers = _trackers.get()
     key = os.path.realpath(config_path)
-    with _trackers_guard:
-        tracker = _trackers.get(key)
+    with trackers.guard:
+        tracker = trackers.by_config.get(key)
         if tracker is not None and not tracker.stopped:
             return tracker, False
-        tracker = _trackers[key] = Tracker(config_path, **options)
+        tracker = trackers.by_config[key] = Tracker(config_path, **options)
     process_shutdown.participate(tracker)
     return tracker, True
-
-
-def forget_trackers_after_fork() -> None:
-    """In a forked child: the parent's trackers have no thread here; new ones are made."""
-    global _trackers_guard
-    _trackers.clear()
-    _trackers_guard = threading.Lock()

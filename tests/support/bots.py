@@ -34,10 +34,11 @@ from slackonos_telemetry.run.local_slack import (
     TEAM_ID,
     ApiCall,
 )
-from slackonos_telemetry.slack.worker import worker
+from slackonos_telemetry.slack import worker
 from tests.support import signing
 from tests.support.capture import ACCEPT, CaptureServer
 from tests.support.slack_api import SlackStandIn
+from tests.support.state import outbox_path as state_outbox_path
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ADMIN = ADMIN_CHANNEL_ID
@@ -97,7 +98,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def outbox_path(config_path: Path) -> Path:
-    return config_path.with_name("telemetry-outbox.json")
+    return state_outbox_path(config_path)
 
 
 def outbox_events(config_path: Path) -> list[dict[str, Any]]:

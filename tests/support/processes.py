@@ -26,6 +26,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, BOT_USER_ID, TEAM_ID
 from tests.support import signing
 from tests.support.environment import clean_environ
+from tests.support.state import outbox_path
 
 PROG_ERROR = "slackonos-telemetry: error: "
 ADMIN_USER = "U0ADMIN01"
@@ -347,7 +348,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def outbox_events(config_path: Path) -> list[dict[str, Any]]:
     """The events in the outbox file beside the config, whatever its table names."""
-    path = config_path.with_name("telemetry-outbox.json")
+    path = outbox_path(config_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8") or "{}")
     except FileNotFoundError:

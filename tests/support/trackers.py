@@ -26,9 +26,10 @@ from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.tracker import Tracker
 from tests.support.capture import CaptureServer
 from tests.support.environment import clean_environ, run_cli
+from tests.support.state import outbox_for as state_outbox_for
+from tests.support.state import outbox_path as state_outbox_path
 
 HOST_SCRIPT = Path(__file__).parent / "tracker_host.py"
-OUTBOX_FILE_NAME = "telemetry-outbox.json"  # SPEC section 4
 TEST_API_KEY = "phc_test_key_for_the_capture_server"
 
 # SPEC section 4: the properties of every event, and of each event besides.
@@ -48,20 +49,8 @@ EVENT_PROPERTIES = {
     "heartbeat": COMMON_PROPERTIES | {"uptime_hours", "uptime_days"},
     "shutdown": COMMON_PROPERTIES | {"total_runtime_hours", "total_runtime_days"},
 }
-# PostHog's automatic properties: the only others that may appear on the wire.
-SDK_PROPERTIES = frozenset(
-    {
-        "$lib",
-        "$lib_version",
-        "$is_server",
-        "$geoip_disable",
-        "$os",
-        "$os_distro",
-        "$os_version",
-        "$python_runtime",
-        "$python_version",
-    }
-)
+# The SDK's own properties that go on the wire (docs/TELEMETRY.md): the only others.
+SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$is_server", "$geoip_disable"})
 EVENT_KEYS = frozenset({"event", "distinct_id", "uuid", "timestamp", "properties"})
 
 SMALL_RETRY = RetryPolicy(base=0.05, cap=0.3)
@@ -75,11 +64,11 @@ HOST_START_TIMEOUT = 20.0
 
 
 def outbox_path(config_path: Path) -> Path:
-    return config_path.with_name(OUTBOX_FILE_NAME)
+    return state_outbox_path(config_path)
 
 
 def outbox_for(config_path: Path) -> Outbox:
-    return Outbox(outbox_path(config_path))
+    return state_outbox_for(config_path)
 
 
 def pending(config_path: Path) -> list[dict[str, Any]]:
