@@ -8,7 +8,7 @@ LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 ARGS ?=
 
-.PHONY: test test-lowest lint typecheck unit run bench clean
+.PHONY: test test-lowest lint typecheck unit run bench dist-check clean
 
 # Reinstall whenever pyproject.toml changes, so a new dependency never goes missing.
 $(STAMP): pyproject.toml
@@ -32,8 +32,8 @@ test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check slackonos_telemetry tests bench
-	$(BIN)/ruff format --check slackonos_telemetry tests bench
+	$(BIN)/ruff check slackonos_telemetry tests bench .ci/dist-check
+	$(BIN)/ruff format --check slackonos_telemetry tests bench .ci/dist-check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict slackonos_telemetry
@@ -46,6 +46,13 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
+
+# The release as its users meet it (.ci/dist-check): build the sdist and the wheel,
+# `twine check --strict` them, install the wheel into a clean venv on every Python the
+# classifiers name and run its CLI, then run the test suite from the unpacked sdist.
+# Needs PyPI, and each declared Python (pyenv's, or pythonX.Y on PATH).
+dist-check: $(STAMP)
+	$(BIN)/python .ci/dist-check
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
