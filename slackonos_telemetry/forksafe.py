@@ -12,9 +12,18 @@ held forever, and a module one of our threads was importing stays locked forever
 - ``importing()``: marks a deferred import made by code of ours. A before-fork hook
   waits, bounded, while one is under way, so no child starts with one of those
   modules half-imported.
+- ``hold_signals_across_fork()``: signals the forking thread blocks from the last
+  before-fork hook until, in the child, the host's handlers are back
+  (``release_held_signals()``, called by the hook that puts them back) and, in the
+  parent, the fork has returned. Without it a SIGTERM that reaches a child in its
+  first moments trips the Python handler the child inherited, which the child then
+  replaces by SIG_DFL, and CPython drops it: the child lives on (a pool worker that
+  ``Pool.terminate()`` then waits for forever). Blocked, it waits in the kernel and
+  the restored action takes it.
 
 The at-fork hooks here import nothing, wait on no lock and touch no file: the
-before-hook polls a set with short sleeps, the child-hook only makes a new lock.
+before-hook polls a set with short sleeps, the child-hook only makes a new lock,
+the signal hooks only set the thread's signal mask.
 This module is a leaf: anything of ours may import it.
 """
 
@@ -22,9 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -66,10 +76,6 @@ class PerProcess(Generic[T]):
                 self._pid = pid
             return self._value  # type: ignore[return-value]
 
-    def peek(self) -> T | None:
-        """The value if this process made one already, else None (makes nothing)."""
-        return self._value if self._pid == os.getpid() else None
-
 
 @contextlib.contextmanager
 def importing() -> Iterator[None]:
@@ -83,10 +89,6 @@ def importing() -> Iterator[None]:
         yield
     finally:
         _importers.discard(ident)
-
-
-def imports_in_flight() -> bool:
-    return bool(_importers)
 
 
 def _wait_for_imports_before_fork() -> None:
@@ -104,5 +106,43 @@ def _new_guard_in_child() -> None:
     _importers.clear()
 
 
+# Signals to hold across a fork (added by shutdown.install), and each forking thread's
+# signal mask from before it blocked them, by thread ident (a dict: two threads may
+# fork at once; one step each under the GIL, no lock).
+_held_signals: set[int] = set()
+_masks_before_fork: dict[int, set[int | signal.Signals]] = {}
+
+
+def hold_signals_across_fork(signums: Iterable[int]) -> None:
+    """Block ``signums`` in the forking thread across every fork from now on; the child
+    gets them back from ``release_held_signals()``."""
+    if hasattr(signal, "pthread_sigmask"):
+        _held_signals.update(signums)
+
+
+def release_held_signals() -> None:
+    """In a forked child, once the host's handlers are back: the mask from before the
+    fork, and any signal that arrived meanwhile delivered to them."""
+    mask = _masks_before_fork.pop(threading.get_ident(), None)
+    _masks_before_fork.clear()
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _block_held_signals_before_fork() -> None:
+    if _held_signals:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _held_signals)
+        _masks_before_fork[threading.get_ident()] = mask
+
+
+def _unblock_in_parent() -> None:
+    mask = _masks_before_fork.pop(threading.get_ident(), None)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 if hasattr(os, "register_at_fork"):
+    # Before-hooks run in reverse order of registration: signals are blocked last,
+    # after the wait for imports, which a signal may still interrupt.
+    os.register_at_fork(before=_block_held_signals_before_fork, after_in_parent=_unblock_in_parent)
     os.register_at_fork(before=_wait_for_imports_before_fork, after_in_child=_new_guard_in_child)

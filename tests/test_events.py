@@ -153,6 +153,32 @@ def test_release_is_git_describe_found_off_the_main_thread(
     assert report["main_thread"] not in report["popen_threads"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_git_describe_can_be_stopped_by_ctrl_c_and_sigterm(
+    server: CaptureServer, config_path: Path, tmp_path: Path
+) -> None:
+    """git runs from one of our threads, which block SIGINT and SIGTERM; a program keeps
+    its parent thread's blocked signals across exec, and would ignore both."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_git = bin_dir / "git"
+    fake_git.write_text(
+        "#!/bin/sh\necho \"blocked-$(awk '/^SigBlk/ {print $2}' /proc/$$/status)\"\n",
+        encoding="utf-8",
+    )
+    fake_git.chmod(0o755)
+    env = host_environ(
+        server.url, SLACKONOS_RELEASE="", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    )
+    with running_host(config_path, env=env, cwd=tmp_path):
+        assert server.wait_for_events(1, name="startup", timeout=10)
+    release = server.events_named("startup")[0]["properties"]["release"]
+    assert release.startswith("blocked-"), release
+    blocked = int(release.removeprefix("blocked-"), 16)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        assert not blocked & (1 << (signum - 1)), (signum.name, release)
+
+
 def _session(config_path: Path) -> dict[str, Any]:
     """The instance session the outbox file holds (its start and the last slot made)."""
     data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
@@ -268,8 +294,9 @@ def test_debug_prints_each_payload_as_one_json_line_and_sends_nothing(
     assert "heartbeat" in names
     instance_id = read_config(config_path)["telemetryInstanceId"]
     for payload in payloads:
+        # The payload as the SDK would send it: its own properties included.
         assert set(payload) == EVENT_KEYS
-        assert set(payload["properties"]) == EVENT_PROPERTIES[payload["event"]]
+        assert set(payload["properties"]) == EVENT_PROPERTIES[payload["event"]] | SDK_PROPERTIES
         assert payload["distinct_id"] == instance_id
         assert_uuid4(payload["uuid"])
         parse_utc(payload["timestamp"])

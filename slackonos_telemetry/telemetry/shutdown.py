@@ -11,7 +11,8 @@ and starts no thread: it wakes this process's stopper thread (started at install
 blocked on a pipe) with one ``os.write``, then polls a counter with short sleeps,
 never past the deadline. The stopper claims each participant with one atomic
 ``dict.setdefault`` and stops them in parallel, each on a thread of its own. A signal
-that arrives while our handler runs is absorbed (the outer call finishes the job);
+that arrives while our handler runs is absorbed (the outer call finishes the job),
+also a SIGINT whose handler is Python's own (its KeyboardInterrupt is caught there);
 any number of SIGTERM and SIGINT end the process within the deadline.
 
 How each signal is chained, so that the host stops exactly as it would without us:
@@ -24,7 +25,9 @@ How each signal is chained, so that the host stops exactly as it would without u
 
 In a process forked from ours (a host's pool worker), the host's own handlers are
 put back at the fork and our exit hook does nothing: the child dies of SIGTERM
-exactly as it would without the plugin, and never runs our shutdown.
+exactly as it would without the plugin, and never runs our shutdown. The signals are
+held (blocked) across the fork until then (``forksafe.hold_signals_across_fork``): one
+that reached the child before its handlers were back would otherwise be lost.
 
 This module is imported by ``register()`` on the host's main thread: it is light.
 """
@@ -42,7 +45,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from slackonos_telemetry.config.words import shutdown_timeout_from
-from slackonos_telemetry.forksafe import PerProcess
+from slackonos_telemetry.forksafe import PerProcess, hold_signals_across_fork, release_held_signals
 from slackonos_telemetry.telemetry.threads import start_thread
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 THREAD_NAME = "slackonos-telemetry-shutdown"
 STOPPER_THREAD = "slackonos-telemetry-stopper"
-_POLL_SECONDS = 0.01
+# The waits poll (the handler may take no lock, see above): short enough that a stop
+# adds no visible time to the host's exit, cheap for the seconds a shutdown lasts.
+_POLL_SECONDS = 0.002
 
 
 class Participant(Protocol):
@@ -161,6 +166,7 @@ def install() -> None:
         handler = _chained(signum, previous, os.getpid())
         signal.signal(signum, handler)
         _chained_handlers[signum] = (handler, previous)
+        hold_signals_across_fork([signum])
 
 
 def run(how: str = "explicit", timeout: float | None = None, only: Any = None) -> bool:
@@ -194,7 +200,17 @@ def run(how: str = "explicit", timeout: float | None = None, only: Any = None) -
 def _at_exit(owner: int) -> None:
     if os.getpid() != owner:
         return  # a forked child of the process that installed it: not ours to stop
-    run("exit")
+    until = time.monotonic() + _timeout(None)  # no round started later ends later
+    while True:
+        try:
+            run("exit")
+            return
+        except BaseException:
+            # A signal handler raised while we wait (a second Ctrl-C's KeyboardInterrupt,
+            # the host's own handler's SystemExit): the interpreter is exiting already and
+            # would only print it as an error of ours. The round goes on, to its deadline.
+            if time.monotonic() >= until:
+                return
 
 
 def _chained(signum: signal.Signals, previous: Any, owner: int) -> Any:
@@ -217,17 +233,35 @@ def _chained(signum: signal.Signals, previous: Any, owner: int) -> Any:
 
 
 def _stop_from_handler(state: _ProcessShutdown) -> None:
-    """The round, asked of the stopper thread and waited for: no lock, no thread start."""
+    """The round, asked of the stopper thread and waited for: no lock, no thread start.
+
+    A KeyboardInterrupt raised in here (Python's own SIGINT handler, run between two of
+    our bytecodes) is absorbed like any signal inside our handler: the signal being
+    handled decides how the process ends. Each step is done once, so the round keeps
+    its one deadline however often it is interrupted."""
     if state.wake_stopper is None:
         return
-    deadline = state.deadline_for(None)
-    state.rounds_asked += 1
-    asked = state.rounds_asked
-    # A full pipe holds wake-ups already: the stopper is coming.
-    with contextlib.suppress(BlockingIOError):
-        os.write(state.wake_stopper, b"s")
-    while state.rounds_done < asked and time.monotonic() < deadline:
-        time.sleep(_POLL_SECONDS)
+    deadline: float | None = None
+    asked: int | None = None
+    woken = False
+    while True:
+        try:
+            if deadline is None:
+                deadline = state.deadline_for(None)
+            if asked is None:
+                state.rounds_asked += 1
+                asked = state.rounds_asked
+            if not woken:
+                # A full pipe holds wake-ups already: the stopper is coming. (Woken
+                # twice, it runs one more round, which finds everything claimed.)
+                with contextlib.suppress(BlockingIOError):
+                    os.write(state.wake_stopper, b"s")
+                woken = True
+            while state.rounds_done < asked and time.monotonic() < deadline:
+                time.sleep(_POLL_SECONDS)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _pass_on(signum: signal.Signals, previous: Any, received: int, frame: FrameType | None) -> None:
@@ -251,9 +285,11 @@ def _give_way(signum: int, previous: Any) -> None:
 
 
 def _give_way_in_child() -> None:
-    # At-fork hook: no import, no lock, no file; only sigaction calls.
+    # At-fork hook: no import, no lock, no file; only sigaction and sigprocmask calls.
     for signum, (_ours, previous) in list(_chained_handlers.items()):
         _give_way(signum, previous)
+    # Now a SIGTERM that came since the fork reaches the host's action, not ours.
+    release_held_signals()
 
 
 def _timeout(timeout: float | None) -> float:
