@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from slackonos_telemetry._version import __version__
-from slackonos_telemetry.config.files import state_folder_problem
+from slackonos_telemetry.config.files import own_file_problem, state_folder_problem
 from slackonos_telemetry.config.jsonfile import JSONFileError
-from slackonos_telemetry.config.paths import StateReason
+from slackonos_telemetry.config.paths import StateReason, config_lock_path
 from slackonos_telemetry.config.redact import mask_api_key
 from slackonos_telemetry.config.settings import Settings, resolve_settings
 from slackonos_telemetry.config.storages import load_tables
+from slackonos_telemetry.forksafe import importing
 from slackonos_telemetry.telemetry import consent
 from slackonos_telemetry.telemetry.disclosure import collected_names
 from slackonos_telemetry.telemetry.events import EventName, RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.identity import STATE_KEY, instance_id_now
-from slackonos_telemetry.telemetry.outbox import Outbox, OutboxStats
+from slackonos_telemetry.telemetry.outbox import Outbox, OutboxStats, old_outbox_taken_over
 from slackonos_telemetry.telemetry.release import resolve_release
 
 NO_ID_YET = "(made on the bot's first start while enabled)"
@@ -160,7 +161,7 @@ def collect_status(
         instance_id=instance_id,
         instance_id_where=where,
         outbox=outbox.stats(),
-        old_outbox_pending=_old_pending(settings),
+        old_outbox_pending=_old_pending(settings, meta),
         meta=meta,
         app_version=app_version or _text(ran_with.get("app_version")) or __version__,
         release=release
@@ -189,7 +190,8 @@ def preview_event(
 ) -> Preview:
     """The event ``name`` exactly as it would go on the wire now, the SDK's own properties
     computed by the installed SDK. Read only: sends and writes nothing. Imports posthog."""
-    from slackonos_telemetry.telemetry.sender import PosthogSender
+    with importing():
+        from slackonos_telemetry.telemetry.sender import PosthogSender
 
     env = os.environ if environ is None else environ
     settings = resolve_settings(config_path, env)
@@ -225,7 +227,9 @@ def preview_event(
     return Preview(message, sources, settings, consent.decide(settings))
 
 
-def _old_pending(settings: Settings) -> int:
+def _old_pending(settings: Settings, meta: Mapping[str, Any]) -> int:
+    if old_outbox_taken_over(settings.state, meta):
+        return 0
     try:
         tables = load_tables(settings.state.old_outbox) or {}
     except (JSONFileError, OSError):
@@ -253,11 +257,22 @@ def _folder_warnings(settings: Settings) -> tuple[str, ...]:
             "TELEMETRY_STATE_DIR to choose the place"
         )
     try:
-        problem = state_folder_problem(os.lstat(state.folder))
+        found = os.lstat(state.folder)
     except OSError:
         problem = None
+    else:
+        # A link or a file where the folder goes is the outbox's problem; the advice here
+        # (chmod) would change what a link leads to.
+        problem = state_folder_problem(found) if stat.S_ISDIR(found.st_mode) else None
     if problem:
         warnings.append(f"{state.folder} {problem}")
+    if not os.path.islink(state.folder):
+        # The outbox's own problem is the status's; these are refused too, just as quietly.
+        ours = (state.outbox_lock, state.send_lock, state.wire_lock, state.members_lock)
+        for path in (*ours, state.members, config_lock_path(settings.config_path)):
+            planted = own_file_problem(path)
+            if planted:
+                warnings.append(planted)
     return tuple(warnings)
 
 

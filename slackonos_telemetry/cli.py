@@ -214,14 +214,14 @@ def _disable(args: argparse.Namespace) -> int:
 
 
 def _save_enabled(args: argparse.Namespace, enabled: bool) -> int:
-    from slackonos_telemetry.telemetry.consent import save_enabled
+    from slackonos_telemetry.telemetry.opt_out import save_enabled
 
     print("\n".join(save_enabled(_config_path(args), enabled, os.environ).lines()))
     return EXIT_OK
 
 
 def _reset_id(args: argparse.Namespace) -> int:
-    from slackonos_telemetry.telemetry.consent import reset_instance_id
+    from slackonos_telemetry.telemetry.opt_out import reset_instance_id
 
     print("\n".join(reset_instance_id(_config_path(args), os.environ).lines()))
     return EXIT_OK
@@ -244,7 +244,7 @@ def _flush(args: argparse.Namespace) -> int:
     # the SDK are part of it.
     deadline = args.started + args.timeout
     from slackonos_telemetry.config.settings import resolve_settings
-    from slackonos_telemetry.telemetry import consent
+    from slackonos_telemetry.telemetry import consent, opt_out
     from slackonos_telemetry.telemetry.delivery import Delivery
     from slackonos_telemetry.telemetry.identity import instance_id_now
     from slackonos_telemetry.telemetry.outbox import Outbox
@@ -254,7 +254,12 @@ def _flush(args: argparse.Namespace) -> int:
     outbox = Outbox(settings.state)
     decision = consent.decide(settings)
     if decision.consent is consent.Consent.OFF:
-        cleared = consent.discard_waiting(settings, outbox)
+        cleared = opt_out.discard_waiting(settings, outbox)
+        if cleared.problem:
+            raise CommandFailed(
+                f"telemetry is off ({decision.source}), and the outbox could not be emptied: "
+                f"{cleared.problem}; nothing in it is sent"
+            )
         print(
             f"Telemetry is off ({decision.source}): discarded {cleared.discarded} event(s), "
             "sent none."
@@ -279,7 +284,10 @@ def _flush(args: argparse.Namespace) -> int:
         else:
             why = f"still waiting after {args.timeout:g} s"
             if last is not None and last.failure is not None:
-                why += f" ({last.failure.detail})"
+                failure = last.failure
+                if failure.status is None and result.answered is not None:
+                    failure = result.answered  # a last try cut short: what the server said
+                why += f" ({failure.detail})"
         raise CommandFailed(f"{why}; {left} event(s) kept for the next try")
     return EXIT_OK
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from tests.support.bots import open_testbed
 from tests.support.capture import (
     ACCEPT,
     ERROR_500,
@@ -247,3 +248,26 @@ def test_hand_edited_opt_out_empties_the_outbox_while_running(
         ), server.events
     assert not waiting & set(uuids_of(server.events))
     assert [e for e in server.events if parse_utc(e["timestamp"]) < enabled_at] == []
+
+
+@pytest.mark.parametrize(
+    ("environment", "discarded"),
+    [({"DO_NOT_TRACK": "1"}, True), ({"TELEMETRY_ENABLED": "maybe"}, False)],
+    ids=["opt-out", "not-understood"],
+)
+def test_a_plugin_started_with_the_environment_off_empties_what_waits_or_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+    config_path: Path,
+    environment: dict[str, str],
+    discarded: bool,
+) -> None:
+    # register() on a host whose environment says no: nothing is tracked, and what an
+    # earlier run left waiting never leaves after a clear no (but stays when in doubt).
+    old = _old_events(config_path, 3)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with open_testbed(monkeypatch, config_path) as bed:
+        bed.start()  # returns once the plugin's start is done
+        left = pending(config_path)
+        assert bed.capture.requests == []
+    assert left == ([] if discarded else old), left

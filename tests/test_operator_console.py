@@ -73,7 +73,7 @@ class PtyConsole:
     """`python -m slackonos_telemetry ARGS` with a pseudo-terminal as stdin, stdout and
     controlling terminal (so isatty() holds and the prompt shows); stderr a pipe."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str]) -> None:
+    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
         master, slave = pty.openpty()
         self._master = master
         self._tty = bytearray()
@@ -92,6 +92,7 @@ class PtyConsole:
                     *args,
                 ],
                 env=clean_environ(env),
+                cwd=cwd,
                 stdin=slave,
                 stdout=slave,
                 stderr=subprocess.PIPE,
@@ -379,7 +380,7 @@ def test_console_under_ci_says_so_first_and_sends_nothing(config_path: Path, ci:
             assert line.startswith("Telemetry: off (source: env:CI)"), line
 
             status = ask(bot, "telemetry status", "Telemetry is")
-            assert status[0] == "bot> Telemetry is off (source: env:CI)", status
+            assert status[0] == "bot> Telemetry is withheld (source: env:CI)", status
 
             code, _ = bot.timed_exit(bot.close_stdin)
 
@@ -550,3 +551,60 @@ def test_a_signal_while_a_command_is_handled_still_ends_the_console(
 
         assert code == 0, bot.describe()
         assert SHUTTING_DOWN in bot.stdout, bot.describe()
+
+
+# -- the demo is a demo (issue 16) ---------------------------------------------------------------
+
+SLACKONOS_EXAMPLE = Path(__file__).parent / "data" / "slackonos-config.json.example"
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``root`` with its bytes (None for a folder)."""
+    return {
+        str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
+        for path in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("named_by", ["working-dir", "SLACKONOS_CONFIG"])
+def test_the_demo_leaves_a_real_bots_folder_byte_for_byte_as_it_was(
+    tmp_path: Path, named_by: str
+) -> None:
+    bot_folder = tmp_path / "slackonos"
+    config = bot_folder / "config" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_bytes(SLACKONOS_EXAMPLE.read_bytes())
+    before = _tree(bot_folder)
+    env = {"SLACKONOS_CONFIG": str(config)} if named_by == "SLACKONOS_CONFIG" else {}
+
+    # `make run` in the bot's folder: `run` on a terminal, no tokens, no --config.
+    console = PtyConsole(["run"], env, cwd=bot_folder)
+    try:
+        assert console.wait_for(lambda out: PROMPT in out), console.describe()
+        assert str(config) not in console.output, "the demo names the real config as its own"
+        for line in ("setconfig telemetryEnabled false", "telemetry reset-id", "telemetry"):
+            shown = len(console.output)
+            console.type(line + "\n")
+            assert console.wait_for(lambda out, n=shown: "bot>" in out[n:]), console.describe()
+        console.type("\x04")  # Ctrl-D
+        assert console.wait_exit() == 0, console.describe()
+    finally:
+        console.stop()
+
+    assert _tree(bot_folder) == before, "the demo changed the real bot's folder"
+
+
+def test_the_console_on_a_real_config_says_it_changes_that_file(tmp_path: Path) -> None:
+    config = tmp_path / "config" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_bytes(SLACKONOS_EXAMPLE.read_bytes())
+
+    with bot_process("--config", str(config), "run", "--console") as bot:
+        banner = banner_of(bot)
+        start = bot.send_line("setconfig telemetryEnabled false")
+        assert bot.wait_for_stdout(lambda out: "saved to" in out, start=start), bot.describe()
+        bot.close_stdin()
+        assert bot.wait_exit() == 0, bot.describe()
+
+    assert f"Config file: {config} (yours" in banner, banner
+    assert json.loads(config.read_text(encoding="utf-8"))["telemetryEnabled"] is False

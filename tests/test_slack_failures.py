@@ -114,7 +114,7 @@ def test_status_with_a_corrupt_config_is_off_and_names_the_error(bed: Testbed) -
 
     text = answer.params["text"]
     first = text.splitlines()[0]
-    assert "config-error" in first and ("off" in first or "disabled" in first), first
+    assert "config-error" in first and "withheld" in first, first
     assert str(bed.config_path) in text
     assert f"line {line}" in text and f"column {column}" in text, text
     bot.settle()

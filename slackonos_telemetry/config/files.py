@@ -69,6 +69,9 @@ def read_text(path: Path, *, own: bool = False) -> str | None:
         chunks = []
         while chunk := os.read(fd, _READ_CHUNK):
             chunks.append(chunk)
+    except FileProblem:
+        # An OSError too: not to be taken for a damaged file (which is set aside).
+        raise
     except OSError as exc:
         raise JSONFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     finally:
@@ -210,6 +213,18 @@ def open_lock_file(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def own_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be one of our files (a planted link, FIFO or device), or None (a
+    regular file, or nothing there). Only looks: nothing is opened."""
+    try:
+        _own_file_status(path)
+    except FileProblem as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None
 
 
 def _own_file_status(path: Path) -> os.stat_result | None:

@@ -11,7 +11,6 @@ file system side (reading, atomic replace) is ``files.py``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -66,9 +65,7 @@ def parse_json_object(
         return result
 
     try:
-        data = json.loads(
-            text, object_pairs_hook=build_object, parse_int=_checked_int, parse_float=_checked_float
-        )
+        data = json.loads(text, object_pairs_hook=build_object, parse_int=_checked_int)
     except json.JSONDecodeError as exc:
         raise JSONFileError(
             path, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
@@ -138,14 +135,6 @@ def _checked_int(digits: str) -> int:
         return int(digits)
     except ValueError:
         raise _NumberTooLong(digits) from None
-
-
-def _checked_float(text: str) -> float:
-    # 1e400 parses as inf, which would be written back as Infinity: not JSON any more.
-    value = float(text)
-    if math.isinf(value):
-        raise _NumberTooLong(text)
-    return value
 
 
 def _shortened(digits: str) -> str:

@@ -10,7 +10,9 @@ that one line of a ``.gitignore`` covers it:
 3. else (a read-only config: a ConfigMap, a ``:ro`` mount) the user's state folder,
    ``$XDG_STATE_HOME`` (default ``~/.local/state``) ``/slackonos-telemetry/``, one
    folder per config file.
-Every file in it starts with the config file's name, so two configs never share one.
+Every file in it starts with the config file's name, so two configs never share one (in
+``TELEMETRY_STATE_DIR``, which two bots may be given, their configs may have one name:
+there the name is followed by a hash of the config's path, as the user's folder has).
 Finding the place never creates it: reading commands write nothing. One lock file is
 tied to the config file instead (``config_lock_path``): the one that serializes writes
 of the config itself.
@@ -100,7 +102,6 @@ class StatePlace:
         """Which instance the members belong to (a small JSON record)."""
         return self.file("members")
 
-
     @property
     def writable(self) -> bool:
         return self.reason is not StateReason.NOWHERE
@@ -112,7 +113,8 @@ def state_place(config_path: Path, environ: Mapping[str, str] | None = None) -> 
     name, old = real_config.name, real_config.with_name(OLD_OUTBOX_NAME)
     chosen = env.get(TELEMETRY_STATE_DIR, "").strip()
     if chosen:
-        return StatePlace(Path(os.path.abspath(chosen)), StateReason.ENV, name, old)
+        unique = f"{name}-{_digest(real_config)}"
+        return StatePlace(Path(os.path.abspath(chosen)), StateReason.ENV, unique, old)
     beside = real_config.parent / STATE_FOLDER_NAME
     if os.path.isdir(beside) or _can_create_in(real_config.parent):
         return StatePlace(beside, StateReason.BESIDE_CONFIG, name, old)
@@ -140,8 +142,11 @@ def _user_state_home(env: Mapping[str, str]) -> Path:
 
 def _folder_for(real_config: Path) -> str:
     """One folder per config file: its folder's name for a person, a hash for uniqueness."""
-    digest = hashlib.sha256(str(real_config).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{real_config.parent.name or 'root'}-{digest[:12]}"
+    return f"{real_config.parent.name or 'root'}-{_digest(real_config)}"
+
+
+def _digest(real_config: Path) -> str:
+    return hashlib.sha256(str(real_config).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def _can_create_in(folder: Path) -> bool:

@@ -17,9 +17,11 @@ takes them whole):
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import os
+import time
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tinydb import TinyDB
 from tinydb.storages import Storage
@@ -31,8 +33,18 @@ from slackonos_telemetry.config.jsontext import edit_object_text
 
 DEFAULT_TABLE = TinyDB.default_table_name
 FLAT_DOCUMENT_ID = 1
+# A host that rewrites the config in place (truncate, then write, as many programs do)
+# leaves it empty or half written for a moment. The operator's file met in such a
+# state, changed within the last SETTLE_RECENT_SECONDS, is read again once it changes,
+# for at most SETTLE_SECONDS: a passing state is never taken for the file (a config
+# error would withhold the events of that moment, and a writer would write over the
+# text the host is about to put back). A file still broken after that is what it holds.
+SETTLE_SECONDS = 0.5
+SETTLE_RECENT_SECONDS = 1.0
+_SETTLE_POLL_SECONDS = 0.005
 
 Tables = dict[str, dict[str, Any]]
+T = TypeVar("T")
 
 
 def cached_object(
@@ -46,6 +58,54 @@ def cached_object(
         return None if text is None else parse_json_object(path, text, unique_keys, empty_ok)
 
     return parsed_files.load(path, parse, (tuple(unique_keys), empty_ok, own))
+
+
+def config_object(
+    path: Path, unique_keys: Collection[str] = (), empty_ok: bool = False
+) -> dict[str, Any] | None:
+    """The operator's config object (None when missing), as ``cached_object`` reads it,
+    seen through a rewrite in place (``SETTLE_SECONDS``). ``empty_ok``: a file that
+    stays empty reads as ``{}`` (for a writer about to replace it)."""
+    try:
+        return settled(path, lambda: cached_object(path, unique_keys))
+    except JSONFileError:
+        if empty_ok and not (read_text(path) or "").strip():
+            return {}
+        raise
+
+
+def settled(path: Path, read: Callable[[], T]) -> T:
+    """``read()`` of the operator's file, again each time the file changes while it raises
+    JSONFileError and was changed lately, for at most SETTLE_SECONDS."""
+    give_up_at: float | None = None
+    while True:
+        before = _identity(path)
+        try:
+            return read()
+        except JSONFileError:
+            if before is None or abs(time.time() - before[3] / 1e9) >= SETTLE_RECENT_SECONDS:
+                raise
+            now = time.monotonic()
+            give_up_at = now + SETTLE_SECONDS if give_up_at is None else give_up_at
+            if not _changes(path, before, give_up_at):
+                raise
+
+
+def _identity(path: Path) -> tuple[int, int, int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def _changes(path: Path, before: tuple[int, int, int, int, int], until: float) -> bool:
+    """Whether the file changes (or goes) before ``until`` (monotonic)."""
+    while _identity(path) == before:
+        if time.monotonic() >= until:
+            return False
+        time.sleep(_SETTLE_POLL_SECONDS)
+    return True
 
 
 class FlatObjectStorage(Storage):
@@ -63,7 +123,7 @@ class FlatObjectStorage(Storage):
     def read(self) -> Tables | None:
         # A missing file is an empty object, still document 1: the file is always
         # exactly one document, so an upsert of it is always an update.
-        self._read = dict(cached_object(self.path, self.unique_keys, empty_ok=True) or {})
+        self._read = dict(config_object(self.path, self.unique_keys, empty_ok=True) or {})
         return {DEFAULT_TABLE: {str(FLAT_DOCUMENT_ID): dict(self._read)}}
 
     def write(self, data: Tables) -> None:
@@ -79,15 +139,28 @@ class FlatObjectStorage(Storage):
         }
         if not changes:
             return
-        text = read_text(self.path) or ""
         # The file as it is now (the caller holds the lock; the host may not take it).
-        parse_json_object(self.path, text, self.unique_keys, empty_ok=True)
+        try:
+            text = settled(self.path, self._parsed_text)
+        except JSONFileError:
+            text = read_text(self.path) or ""
+            parse_json_object(self.path, text, self.unique_keys, empty_ok=True)
         replace_file(self.path, edit_object_text(text, changes))
+
+    def _parsed_text(self) -> str:
+        """The file's text, checked to hold one object (an empty file is an error)."""
+        text = read_text(self.path) or ""
+        parse_json_object(self.path, text, self.unique_keys)
+        return text
 
 
 def _same(found: dict[str, Any], key: str, value: Any) -> bool:
-    # 1 == True in Python; in the file they are different values.
-    return key in found and type(found[key]) is type(value) and found[key] == value
+    # A key TinyDB did not touch holds the very object read (NaN included, which equals
+    # nothing); 1 == True in Python, while in the file they are different values.
+    if key not in found:
+        return False
+    before = found[key]
+    return before is value or (type(before) is type(value) and before == value)
 
 
 class BufferedJSONStorage(Storage):

@@ -25,7 +25,7 @@ from slackonos_telemetry.config.jsonfile import JSONFileError
 from slackonos_telemetry.config.keys import OWNED_KEYS
 from slackonos_telemetry.config.locking import LockTimeout, lock_for
 from slackonos_telemetry.config.paths import config_lock_path
-from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage, cached_object
+from slackonos_telemetry.config.storages import FLAT_DOCUMENT_ID, FlatObjectStorage, config_object
 
 ConfigReadError = JSONFileError
 
@@ -60,7 +60,7 @@ class ConfigStore:
     def read(self) -> Mapping[str, Any]:
         """The file's object as it is now ({} when missing). Shared with other readers:
         never change it. Raises ConfigReadError (an empty file included)."""
-        return cached_object(self.path, OWNED_KEYS) or {}
+        return config_object(self.path, OWNED_KEYS) or {}
 
     def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Set ``changes``; returns the object as it was before."""

@@ -1,5 +1,5 @@
 """`slackonos-telemetry run`: the host bot with its plugins, in Socket Mode, over HTTP,
-or in a local console that needs no Slack workspace at all (SPEC section 8)."""
+or in a local console that needs no Slack workspace at all (docs/CONTRACT.md, "Run modes")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from slackonos_telemetry.config.keys import TELEMETRY_HOST
+from slackonos_telemetry.config.keys import TELEMETRY_HOST, TELEMETRY_STATE_DIR
 from slackonos_telemetry.run.signals import wait_for
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ def _local_posthog() -> Any:
 
     posthog = LocalPostHog(show)
     os.environ[TELEMETRY_HOST] = posthog.url
+    # Its own state too: events a real run left waiting must not go to the stand-in.
+    os.environ[TELEMETRY_STATE_DIR] = tempfile.mkdtemp(prefix="slackonos-local-posthog-")
     return posthog
 
 

@@ -21,14 +21,14 @@ from slackonos_telemetry.config.words import BOOLEAN_WORDS_TEXT, parse_bool_word
 from slackonos_telemetry.slack import mrkdwn
 from slackonos_telemetry.slack.blocks import SlackMessage, status_message
 from slackonos_telemetry.slack.commands import Command, CommandKind, help_text
-from slackonos_telemetry.telemetry import consent
+from slackonos_telemetry.telemetry import consent, opt_out
 from slackonos_telemetry.telemetry.events import EventName, RuntimeFacts
 from slackonos_telemetry.telemetry.outbox import Outbox
 from slackonos_telemetry.telemetry.release import resolve_release
 from slackonos_telemetry.telemetry.session import instance_uptime
 from slackonos_telemetry.telemetry.tracker import Tracker
 
-USAGE = f"Usage: `setconfig {ENABLED_KEY} <value>`, value one of {BOOLEAN_WORDS_TEXT}"
+USAGE = f"Usage: `setconfig {ENABLED_KEY} &lt;value&gt;`, value one of {BOOLEAN_WORDS_TEXT}"
 
 
 class AdminCommands:
@@ -94,8 +94,8 @@ class AdminCommands:
         if typed is None:
             decision = consent.decide(self.settings())
             lines = [
-                f"`{ENABLED_KEY}` is {_word(decision.enabled)} "
-                f"(source: {mrkdwn.escape(str(decision.source))}).",
+                f"`{ENABLED_KEY}` is {_word(decision.enabled)}: telemetry is "
+                f"{mrkdwn.escape(consent.describe(decision))}.",
                 USAGE,
             ]
             if decision.reason:
@@ -133,7 +133,7 @@ class AdminCommands:
 
     def reset_id(self) -> SlackMessage:
         try:
-            change = consent.reset_instance_id(self.config_path, self._environment())
+            change = opt_out.reset_instance_id(self.config_path, self._environment())
         except (ConfigReadError, ConfigWriteError, OSError) as exc:
             return _save_failed(exc)
         self._refresh()
@@ -141,7 +141,7 @@ class AdminCommands:
 
     def _save(self, enabled: bool) -> SlackMessage:
         try:
-            change = consent.save_enabled(self.config_path, enabled, self._environment())
+            change = opt_out.save_enabled(self.config_path, enabled, self._environment())
         except (ConfigReadError, ConfigWriteError) as exc:
             return _save_failed(exc)
         self._refresh()

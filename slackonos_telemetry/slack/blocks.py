@@ -34,7 +34,7 @@ def describe_uptime(seconds: float) -> str:
 
 def status_message(report: StatusReport, uptime_seconds: float | None) -> SlackMessage:
     settings, decision = report.settings, report.decision
-    state = "on" if decision.enabled else "off"
+    state = decision.consent.value  # on, off, or withheld (nothing sent, nothing discarded)
     uptime = describe_uptime(uptime_seconds) if uptime_seconds is not None else "not running"
     facts = [
         ("State", f"{state} (source: {decision.source})"),
@@ -56,11 +56,11 @@ def status_message(report: StatusReport, uptime_seconds: float | None) -> SlackM
     fallback += [f"{label}: {value}" for label, value in facts[1:]]
     fallback += _disclosure_lines()
     blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(f"Telemetry is {state}")}]
-    blocks += [_section(f":warning: {escape(note)}") for note in notes]
+    blocks += [_section(f":warning: {_fit(note, 2900)}") for note in notes]
     blocks.append(
         {
             "type": "section",
-            "fields": [_mrkdwn(f"*{label}*\n{escape(value)}") for label, value in facts],
+            "fields": [_mrkdwn(f"*{label}*\n{_fit(value, 1900)}") for label, value in facts],
         }
     )
     blocks += _disclosure_blocks(decision.enabled)
@@ -79,7 +79,7 @@ def notice_message(grace: str | None) -> SlackMessage:
         ),
     ]
     if grace:
-        blocks.append(_section(escape(grace)))
+        blocks.append(_section(_fit(grace, 2900)))
     blocks += _disclosure_blocks(enabled=True)
     return SlackMessage(escape(" ".join(lines)), blocks)
 
@@ -120,13 +120,23 @@ def _disclosure_blocks(enabled: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _fit(value: str, limit: int) -> str:
+    """``value`` escaped, cut first (an entity is never cut in two) to stay within a
+    Block Kit text limit once escaped."""
+    escaped = escape(value)
+    while len(escaped) > limit:
+        value = value[: len(value) - (len(escaped) - limit) - 1] + "…"
+        escaped = escape(value)
+    return escaped
+
+
 def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text[:150]}
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text[:2000]}
+    return {"type": "mrkdwn", "text": text}
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": _mrkdwn(text[:3000])}
+    return {"type": "section", "text": _mrkdwn(text)}

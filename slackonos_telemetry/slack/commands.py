@@ -1,4 +1,4 @@
-"""Reading an admin's message as a telemetry command (SPEC section 6).
+"""Reading an admin's message as a telemetry command (docs/CONTRACT.md, "Slack commands").
 
 Slack formatting comes off first. Then the whole message must be one command
 of the table: a message that only starts like one ("telemetry is down again?",
@@ -24,8 +24,8 @@ from slackonos_telemetry.slack.glance import MAX_COMMAND_LENGTH
 _USER_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 # One character class, nothing after it: never backtracks.
 _AFTER_MENTION = re.compile(r"[\s:,]*")
-# Bold and italic marks. Strikethrough (~) is not in the list SPEC section 6 removes:
-# a struck-out command reads as "not this", so it stays the host's.
+# Bold and italic marks. Strikethrough (~) is not among the marks the contract removes
+# (docs/CONTRACT.md, "Slack commands"): a struck-out command reads as "not this".
 _EMPHASIS = "*_"
 
 

@@ -6,7 +6,5 @@ from __future__ import annotations
 TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"
 TURN_ON = "on"
 TURN_OFF = "off"
-# Where the router leaves a recognised request for the middlewares after it.
-CONTEXT_KEY = "slackonos_telemetry_request"
 # The first word of every message that can be a telemetry command.
 COMMAND_WORDS = ("telemetry", "setconfig")

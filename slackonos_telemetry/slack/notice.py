@@ -28,6 +28,7 @@ from slackonos_telemetry.telemetry.outbox import Outbox
 log = logging.getLogger(__name__)
 
 STATE_KEY = "noticeShown"  # where the flag is kept when the config cannot be written
+LOGGED_KEY = "noticeLogged"  # the notice went to the log (no admin channel to post in)
 
 
 def notice_due(settings: Settings, meta: Mapping[str, Any]) -> bool:
@@ -87,11 +88,20 @@ def post_first_run_notice(commands: AdminCommands, admin: AdminChannel, slack: S
 
 
 def tell_in_log(commands: AdminCommands) -> None:
-    """The notice, where no admin channel can be reached: the log is told."""
+    """The notice, where no admin channel can be reached: the log is told, once (a later
+    start still posts it in Slack, if the channel can be reached then)."""
     settings = commands.settings()
-    meta = Outbox(settings.state).meta()
-    if notice_due(settings, meta):
-        log.warning("telemetry: %s", notice_text(consent.grace_text(settings, meta)))
+    outbox = Outbox(settings.state)
+    try:
+        with outbox.transaction() as transaction:
+            meta = transaction.meta()
+            if not notice_due(settings, meta) or meta.get(LOGGED_KEY) is True:
+                return
+            transaction.change_meta(**{LOGGED_KEY: True})
+    except OSError as exc:
+        log.debug("telemetry: could not note the notice: %s", exc)
+        meta = outbox.meta()
+    log.warning("telemetry: %s", notice_text(consent.grace_text(settings, meta)))
 
 
 def _claim(settings: Settings, outbox: Outbox) -> bool:

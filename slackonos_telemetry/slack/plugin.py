@@ -23,14 +23,13 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry._version import __version__
 from slackonos_telemetry.config.words import shutdown_timeout_from
 from slackonos_telemetry.forksafe import PerProcess, importing
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
-from slackonos_telemetry.telemetry.consent import environment_says_off
+from slackonos_telemetry.telemetry.consent import Consent, environment_decides
 from slackonos_telemetry.telemetry.quiet import QuietGate
 from slackonos_telemetry.telemetry.threads import start_thread
 
@@ -53,13 +52,16 @@ _plugins: weakref.WeakKeyDictionary[Any, TelemetryPlugin] = weakref.WeakKeyDicti
 _plugins_guard = threading.Lock()
 
 
-@dataclass(frozen=True)
 class _Parts:
-    """What the start builds, in one process."""
+    """What the start builds, in one process (a plain class: this module is loaded on
+    the host's thread, where building a record type costs a fraction of a millisecond)."""
 
-    tracker: Tracker | None  # None where this process does not track (a forked child)
-    commands: AdminCommands
-    admin_channel: AdminChannel
+    def __init__(
+        self, tracker: Tracker | None, commands: AdminCommands, admin_channel: AdminChannel
+    ) -> None:
+        self.tracker = tracker  # None where this process does not track (a forked child)
+        self.commands = commands
+        self.admin_channel = admin_channel
 
 
 class _InProcess:
@@ -106,10 +108,15 @@ class TelemetryPlugin:
             from slackonos_telemetry.slack.middleware import TelemetryMiddleware
 
             self.app.use(TelemetryMiddleware(self))
-        if environment_says_off(os.environ):
-            # The environment cannot change under a running process: while it says
-            # off, no event will ever be made, so there is nothing to hook or count.
-            self._here.get().booted.set()
+        said = environment_decides(os.environ)
+        if said in (Consent.OFF, Consent.WITHHELD):
+            # The environment cannot change under a running process: no event will ever
+            # be made here, so there is nothing to hook or count. An opt-out still empties
+            # what an earlier run left waiting (off means off); a withheld one keeps it.
+            if said is Consent.OFF:
+                start_thread(self._discard_waiting, BOOT_THREAD)
+            else:
+                self._here.get().booted.set()
             return
         process_shutdown.participate(self)
         process_shutdown.install()
@@ -117,7 +124,10 @@ class TelemetryPlugin:
 
     @property
     def tracks_here(self) -> bool:
-        return os.getpid() == self.owner_pid and not environment_says_off(os.environ)
+        return os.getpid() == self.owner_pid and environment_decides(os.environ) in (
+            None,
+            Consent.ON,
+        )
 
     @property
     def quiet(self) -> QuietGate:
@@ -130,7 +140,8 @@ class TelemetryPlugin:
         here = self._here.get()
         if not self.tracks_here:
             self._built()
-            return True
+            # The registering process may still be emptying its outbox (an opt-out).
+            return os.getpid() != self.owner_pid or here.booted.wait(timeout)
         here.boot_now.set()
         return here.booted.wait(timeout)
 
@@ -248,6 +259,27 @@ class TelemetryPlugin:
         finally:
             here.booted.set()
 
+    def _discard_waiting(self) -> None:
+        """An opt-out in the environment: what waits from an earlier run never leaves."""
+        here = self._here.get()
+        try:
+            with importing():
+                from slackonos_telemetry.config.paths import state_place
+
+            if not os.path.lexists(state_place(self.config_path).outbox):
+                return  # nothing waits: nothing more to load
+            with importing():
+                from slackonos_telemetry.config.settings import resolve_settings
+                from slackonos_telemetry.telemetry.opt_out import discard_waiting
+
+            cleared = discard_waiting(resolve_settings(self.config_path), wire_wait=0.0)
+            if cleared.discarded:
+                log.info("telemetry off: discarded %d waiting event(s)", cleared.discarded)
+        except Exception:
+            log.exception("telemetry could not empty its outbox; nothing in it is sent")
+        finally:
+            here.booted.set()
+
     def _arrive(self) -> None:
         """Count this process in the instance at once, not once quiet: a busy worker may
         never be quiet. Light: no TinyDB."""
@@ -257,8 +289,8 @@ class TelemetryPlugin:
 
         try:
             arrive(state_place(self.config_path))
-        except OSError as exc:  # the folder cannot be made: the tracker tries again later
-            log.warning("telemetry could not join its instance yet: %s", exc)
+        except OSError as exc:  # the tracker tries again, and says why once
+            log.debug("telemetry could not join its instance yet: %s", exc)
 
     def _greet(self, parts: _Parts) -> None:
         """The first-run notice, once: only now is it worth a Web API call."""

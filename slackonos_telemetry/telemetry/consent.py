@@ -1,5 +1,5 @@
-"""Whether telemetry may make and send events, and what switching it off does: the one
-home of that rule (docs/CONTRACT.md, "Settings" and "Off means off").
+"""Whether telemetry may make and send events: the one home of that rule
+(docs/CONTRACT.md, "Settings" and "Off means off").
 
 - The rule (``decide``): the first match wins: DO_NOT_TRACK; TELEMETRY_ENABLED; a config
   file that cannot be read; ``telemetryEnabled`` in it; CI; on by default. A clear no
@@ -10,13 +10,11 @@ home of that rule (docs/CONTRACT.md, "Settings" and "Off means off").
   real run's events.
 - The gate (``hold``): the one question every send path asks under the outbox lock,
   right before a request: may one start now, and if not, why.
-- The act (``save_enabled``, ``reset_instance_id``, ``discard_waiting``): save, empty
-  the outbox, look at the wire.
-- The rendering (``Change.lines``, ``describe``): the words the CLI prints and Slack
-  posts.
 
-``register()`` imports this module on the host's thread: the act's parts are loaded
-inside the functions that need them.
+What switching off does (save, empty the outbox, look at the wire) is ``opt_out``'s.
+``register()`` imports this module on the host's thread: its records are plain classes
+(a dataclass or NamedTuple costs the host's start about half a millisecond each to
+build; bench figure 7).
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ import enum
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slackonos_telemetry.config.keys import (
@@ -41,7 +37,6 @@ from slackonos_telemetry.config.words import BOOLEAN_WORDS_TEXT, parse_bool_word
 
 if TYPE_CHECKING:
     from slackonos_telemetry.config.settings import Settings, Source
-    from slackonos_telemetry.telemetry.outbox import Cleared, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +47,13 @@ class Consent(enum.Enum):
     WITHHELD = "withheld"  # not understood: nothing made or sent, nothing discarded
 
 
-@dataclass(frozen=True)
 class Decision:
-    consent: Consent
-    source: Source
-    reason: str | None = None
+    """What the rule decided, and from what."""
+
+    def __init__(self, consent: Consent, source: Source, reason: str | None = None) -> None:
+        self.consent = consent
+        self.source = source
+        self.reason = reason
 
     @property
     def enabled(self) -> bool:
@@ -71,13 +68,18 @@ class Decision:
 # -- the rule ----------------------------------------------------------------------------
 
 
-def environment_says_off(env: Mapping[str, str]) -> bool:
-    """Whether the environment alone turns telemetry off, whatever the file says (cheap:
-    for ``register()``). The same rule as ``decide``, its first two steps."""
+def environment_decides(env: Mapping[str, str]) -> Consent | None:
+    """What the environment alone decides, whatever the file says (cheap: for
+    ``register()``), or None when it leaves it to the file. ``decide``'s first two steps."""
     if _do_not_track(env):
-        return True
+        return Consent.OFF
     word = env.get(TELEMETRY_ENABLED, "").strip()
-    return bool(word) and parse_bool_word(word) is not True
+    if not word:
+        return None
+    parsed = parse_bool_word(word)
+    if parsed is None:
+        return Consent.WITHHELD
+    return Consent.ON if parsed else Consent.OFF
 
 
 def decide(settings: Settings) -> Decision:
@@ -155,13 +157,13 @@ class HoldKind(enum.Enum):
     NOTICE = "the first-run notice's grace"
 
 
-@dataclass(frozen=True)
 class Hold:
     """Why no request may start now."""
 
-    kind: HoldKind
-    detail: str
-    until: float | None = None  # wall clock, when the hold ends by itself
+    def __init__(self, kind: HoldKind, detail: str, until: float | None = None) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.until = until  # wall clock, when the hold ends by itself
 
     def __str__(self) -> str:
         return self.detail
@@ -207,144 +209,7 @@ def _when(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-# -- the act -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an opt-out, an opt-in or a reset-id did."""
-
-    key: str  # the config key changed
-    path: Path  # where it was saved
-    previous: Any  # MISSING when there was none
-    current: Any
-    decision: Decision  # what is in effect after it
-    cleared: Cleared | None  # what the outbox held and the wire did
-
-    @property
-    def unchanged(self) -> bool:
-        return self.previous is self.current
-
-    def lines(self) -> list[str]:
-        """The answer, for the CLI and for Slack (which escapes it)."""
-        if self.key == ENABLED_KEY:
-            word = _shown(self.current)
-            if self.unchanged:
-                lines = [f"{self.key} is already {word} in {self.path}: nothing changed."]
-            else:
-                lines = [f"{self.key}: {_shown(self.previous)} -> {word}, saved to {self.path}."]
-        else:
-            lines = [
-                f"New instance ID: {self.current} (was {_shown(self.previous)}), saved to "
-                f"{self.path}. The old one is never used again."
-            ]
-        lines += cleared_lines(self.cleared, retired=self.key != ENABLED_KEY)
-        if self.key == ENABLED_KEY:
-            lines.append(in_effect_line(self.decision, bool(self.current)))
-        return lines
-
-
-def save_enabled(config_path: Path, enabled: bool, environ: Mapping[str, str]) -> Change:
-    """Save ``telemetryEnabled`` (nothing is written when it already holds that value);
-    turning it off empties the outbox at once. Raises the store's errors, having changed
-    nothing."""
-    from slackonos_telemetry.config.settings import MISSING, resolve_settings
-    from slackonos_telemetry.config.store import ConfigStore
-
-    before, _ = ConfigStore(config_path).modify(
-        lambda current: None if current.get(ENABLED_KEY) is enabled else {ENABLED_KEY: enabled}
-    )
-    settings = resolve_settings(config_path, environ)
-    cleared = None if enabled else discard_waiting(settings)
-    return Change(
-        ENABLED_KEY,
-        config_path,
-        before.get(ENABLED_KEY, MISSING),
-        enabled,
-        decide(settings),
-        cleared,
-    )
-
-
-def reset_instance_id(config_path: Path, environ: Mapping[str, str]) -> Change:
-    """A new ID; waiting events carry the old one, so they are discarded with it."""
-    from slackonos_telemetry.config.keys import INSTANCE_ID_KEY
-    from slackonos_telemetry.config.settings import resolve_settings
-    from slackonos_telemetry.telemetry.identity import new_instance_id
-
-    settings = resolve_settings(config_path, environ)
-    previous, current, where = new_instance_id(settings)
-    return Change(
-        INSTANCE_ID_KEY, where, previous, current, decide(settings), discard_waiting(settings)
-    )
-
-
-def discard_waiting(
-    settings: Settings, outbox: Outbox | None = None, wire_wait: float | None = None
-) -> Cleared:
-    """Empty the outbox and look at the wire (never raises). What decided it is saved
-    first, so even when this fails the gate, asked before every request, stops them."""
-    from slackonos_telemetry.telemetry.outbox import WIRE_WAIT_SECONDS, Cleared, Outbox, Wire
-
-    try:
-        box = outbox or Outbox(settings.state)
-        return box.clear(WIRE_WAIT_SECONDS if wire_wait is None else wire_wait)
-    except Exception as exc:  # the opt-out is saved whatever the outbox holds
-        log.warning("could not empty the telemetry outbox: %s", exc)
-        return Cleared(0, Wire.IDLE, str(exc))
-
-
-# -- the rendering -----------------------------------------------------------------------
-
-
-def cleared_lines(cleared: Cleared | None, *, retired: bool = False) -> list[str]:
-    """What emptying the outbox did, and what was on the wire meanwhile."""
-    from slackonos_telemetry.telemetry.outbox import Wire
-
-    if cleared is None:
-        return []
-    lines = []
-    if cleared.discarded:
-        why = "they carried the old ID" if retired else "they will never be sent"
-        lines.append(f"Discarded {cleared.discarded} waiting event(s): {why}.")
-    if cleared.problem:
-        lines.append(
-            f"The outbox could not be emptied ({cleared.problem}); nothing in it will be sent."
-        )
-    if cleared.wire is Wire.FINISHED:
-        lines.append(
-            "One request was already on the wire when this was saved; it finished, so its "
-            "events (made before) may have reached PostHog. Nothing else will be sent."
-        )
-    elif cleared.wire is Wire.BUSY:
-        lines.append(
-            "One request is still on the wire from before this was saved: its events may "
-            "still reach PostHog. Nothing else will be sent."
-        )
-    return lines
-
-
-def in_effect_line(decision: Decision, saved: bool) -> str:
-    state = "on" if decision.enabled else "off"
-    if decision.enabled == saved:
-        return f"Telemetry is now {state}."
-    if decision.env_overrides_config and decision.source.variable:
-        return (
-            f"Note: {decision.source.variable} in the bot's environment overrides the file: "
-            f"telemetry stays {state}."
-        )
-    return f"Note: telemetry stays {state}: {decision.reason or decision.source}."
-
-
 def describe(decision: Decision) -> str:
     """One line: the state and where it comes from."""
     state = {Consent.ON: "enabled", Consent.OFF: "disabled", Consent.WITHHELD: "withheld"}
     return f"{state[decision.consent]} (source: {decision.source})"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    return repr(value) if value is not None else "(none)"

@@ -48,6 +48,10 @@ class Sender(Protocol):
 
     def send(self, events: list[Event], timeout: float) -> SendResult: ...
 
+    def prepare(self, event: Event) -> dict[str, Any]:
+        """The message as it would go on the wire (for the debug print)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -113,10 +117,18 @@ class DrainResult:
     delivered: int = 0
     rejected: int = 0
     last: PassResult | None = None
+    # The last failure a server answered (an HTTP status): a later try the deadline cut
+    # short says less about why events still wait.
+    answered: SendResult | None = None
 
     def add(self, result: PassResult) -> DrainResult:
+        failure = result.failure
+        answered = failure if failure is not None and failure.status is not None else None
         return DrainResult(
-            self.delivered + result.delivered, self.rejected + result.rejected, result
+            self.delivered + result.delivered,
+            self.rejected + result.rejected,
+            result,
+            answered or self.answered,
         )
 
 
@@ -225,6 +237,7 @@ class Delivery:
                 if not chosen.send:
                     if isinstance(chosen.blocked, consent.Hold):
                         return PassResult(StopReason.HELD, delivered, rejected, held=chosen.blocked)
+                    self._forget_accepted()  # a removal that failed before: tried again
                     return self._ended(StopReason.EMPTY, delivered, rejected)
                 timeout = DEFAULT_REQUEST_TIMEOUT if remaining is None else remaining
                 result = sender.send(chosen.send, min(timeout, DEFAULT_REQUEST_TIMEOUT))

@@ -6,7 +6,7 @@ so what a person reads is what goes on the wire; a test holds the docs to it too
 
 from __future__ import annotations
 
-from slackonos_telemetry.telemetry.events import COMMON_FIELDS, EVENT_FIELDS, SDK_FIELDS, Field
+from slackonos_telemetry.telemetry.events import COMMON_FIELDS, EVENT_FIELDS, SDK_FIELDS
 
 EVENTS_SENT = "startup (once per start), heartbeat (every 24 h by default) and shutdown"
 
@@ -24,15 +24,6 @@ HOW_TO_DISABLE = (
 )
 
 
-def all_fields() -> list[tuple[str, Field]]:
-    """Every property that can go on the wire, with the events that carry it."""
-    found = [("every event", field) for field in COMMON_FIELDS]
-    for name, extra in EVENT_FIELDS.items():
-        found += [(name, field) for field in extra]
-    found += [("every event (added by the posthog SDK)", field) for field in SDK_FIELDS]
-    return found
-
-
 def collected_names() -> str:
     """One line naming every property sent, for the notice and the status."""
     common = ", ".join(field.name for field in COMMON_FIELDS)
@@ -44,7 +35,3 @@ def collected_names() -> str:
     sdk = ", ".join(field.name for field in SDK_FIELDS)
     return f"the events {EVENTS_SENT}, each with {common}; {extras}; the SDK adds {sdk}"
 
-
-def collected_lines() -> list[str]:
-    """Every property sent and what it is, one a line."""
-    return [f"{field.name}: {field.meaning} ({where})" for where, field in all_fields()]

@@ -85,12 +85,19 @@ EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
 SDK_FIELDS = (
     Field("$lib", _TEXT, "the SDK's name, posthog-python"),
     Field("$lib_version", _TEXT, "the SDK's version"),
-    Field("$is_server", (bool,), "always true: sent by a server"),
     Field("$geoip_disable", (bool,), "always true: PostHog looks up no place from the address"),
 )
 # What the SDK would add and we take out: each repeats one of ours (os_platform,
-# os_release, python_version) or says more about the host than we need.
-SDK_DROPPED = ("$os", "$os_version", "$os_distro", "$python_runtime", "$python_version")
+# os_release, python_version), says more about the host than we need, or, `$is_server`,
+# is always true and not added by every SDK version we support (7.9 does not).
+SDK_DROPPED = (
+    "$os",
+    "$os_version",
+    "$os_distro",
+    "$python_runtime",
+    "$python_version",
+    "$is_server",
+)
 
 PROPERTIES: dict[str, dict[str, tuple[type, ...]]] = {
     name: {field.name: field.types for field in (*COMMON_FIELDS, *extra)}

@@ -32,24 +32,44 @@ WATCHDOG_THREAD = "slackonos-telemetry-deadline"
 _CHUNK = 4096
 
 
+class DeadlinePassed(requests.Timeout):
+    """The request's deadline passed before a complete answer came."""
+
+
 class _Sockets:
-    """Every socket the session opened (one request at a time goes through it)."""
+    """Every socket the session opened (one request at a time goes through it), and
+    whether the request under way was cut: a socket opened after the cut (a name lookup
+    that outlived the deadline) is shut as it arrives."""
 
     def __init__(self) -> None:
         self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._guard = threading.Lock()
+        self.was_cut = False
+
+    def begin(self) -> None:
+        with self._guard:
+            self.was_cut = False
 
     def add(self, sock: Any) -> None:
-        if isinstance(sock, socket.socket):
-            with self._guard:
-                self._open.add(sock)
+        if not isinstance(sock, socket.socket):
+            return
+        with self._guard:
+            self._open.add(sock)
+            late = self.was_cut
+        if late:
+            _shut(sock)
 
     def cut(self) -> None:
         with self._guard:
+            self.was_cut = True
             found = list(self._open)
         for sock in found:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _pool_classes(sockets: _Sockets) -> dict[str, type[HTTPConnectionPool]]:
@@ -108,18 +128,38 @@ class BoundedSession(requests.Session):
         self.mount("https://", adapter)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        """As ``requests.Session.request``, where ``timeout`` bounds the whole request."""
+        """As ``requests.Session.request``, where ``timeout`` bounds the whole request.
+        Raises ``DeadlinePassed`` when no complete answer came in time."""
         deadline = time.monotonic() + _seconds(kwargs.get("timeout"))
         kwargs["allow_redirects"] = False
         kwargs["stream"] = True
         done = threading.Event()
+        self._sockets.begin()
         start_thread(self._watch, WATCHDOG_THREAD, deadline, done)
         try:
             response = super().request(method, url, *args, **kwargs)
             _read_capped(response, deadline)
             return response
+        except requests.RequestException as exc:
+            # A socket the watchdog shut down reads as a server that hung up, or sent a
+            # broken status line: say what happened instead.
+            if self._sockets.was_cut or isinstance(exc, requests.ReadTimeout):
+                raise DeadlinePassed("no complete answer in time") from exc
+            if isinstance(exc, requests.ConnectTimeout):
+                raise DeadlinePassed("no connection in time") from exc
+            raise
         finally:
             done.set()
+
+    def warm_up(self, url: str) -> None:
+        """Everything a first request would import lazily, imported now (by a caller inside
+        ``forksafe.importing()``, where a fork waits for it) instead of mid-send: the
+        environment's proxies and netrc (``requests``), the codecs ``http.client`` and
+        ``socket.getaddrinfo`` use. No network."""
+        self.prepare_request(requests.Request("POST", url, data=b"{}"))
+        self.merge_environment_settings(url, {}, None, None, None)
+        for codec in ("ascii", "latin-1", "idna"):
+            "posthog".encode(codec)
 
     def _watch(self, deadline: float, done: threading.Event) -> None:
         if not done.wait(max(0.0, deadline - time.monotonic())):

@@ -79,11 +79,6 @@ def arrive(place: StatePlace) -> Arrival:
         return arrival
 
 
-def arrived(place: StatePlace) -> Arrival | None:
-    """This process's arrival, if it arrived."""
-    return _arrivals.get().by_place.get(str(place.folder / place.config_name))
-
-
 def depart(place: StatePlace) -> None:
     """Drop this process's membership (the caller holds the outbox lock)."""
     arrivals = _arrivals.get()

@@ -27,9 +27,11 @@ import contextlib
 import enum
 import logging
 import os
+import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
@@ -85,7 +87,9 @@ META_FIELDS: dict[str, Callable[[Any], bool]] = {
     "instanceId": _text,  # kept here when the config file cannot be written
     "noticeShown": lambda value: isinstance(value, bool),  # likewise
     "noticePostedAt": _time,  # when the first-run notice went up (wall clock)
+    "noticeLogged": lambda value: isinstance(value, bool),  # it went to the log
     "slackEvents": _texts,
+    "oldOutbox": _text,  # which older version's outbox was taken over (its file's identity)
 }
 
 
@@ -136,10 +140,14 @@ class OutboxTransaction:
         return sorted(self.events.all(), key=lambda document: document.doc_id)
 
     def add(self, event: Event) -> None:
-        overflow = len(self.events) + 1 - self._capacity
+        self.add_all([dict(event)])
+
+    def add_all(self, entries: list[dict[str, Any]]) -> None:
+        """Store these entries after the waiting ones, dropping the oldest once if full."""
+        self.events.insert_multiple(entries)
+        overflow = len(self.events) - self._capacity
         if overflow > 0:
             self.drop_oldest(overflow)
-        self.events.insert(dict(event))
 
     def drop_oldest(self, count: int) -> None:
         oldest = [document.doc_id for document in self.waiting()[:count]]
@@ -212,9 +220,13 @@ class Outbox:
         make_state_folder(self.place.folder)
         with self._lock.hold(timeout), self._opened() as (database, storage):
             transaction = OutboxTransaction(database, self.capacity, self._once)
-            _take_over_old_outbox(self, transaction)
+            taken_over = _take_over_old_outbox(self, transaction)
             yield transaction
             storage.commit()
+            if taken_over is not None:
+                # Only now that its events are safe here: a write that fails, or a kill
+                # before it, leaves the old file to be taken over again.
+                _remove_old_outbox(self, taken_over)
 
     @contextlib.contextmanager
     def _opened(self) -> Iterator[tuple[TinyDB, BufferedJSONStorage]]:
@@ -250,6 +262,7 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         try:
+            _check_folder(self.place.folder)
             tables = load_tables(self.path) or {}
         except (JSONFileError, FileProblem) as exc:
             return OutboxStats(0, 0, None, str(exc))
@@ -306,10 +319,15 @@ class Outbox:
             count = len(outbox.events)
             if count:
                 outbox.events.truncate()
-            if not self.wire_lock.busy():
+            try:
+                if not self.wire_lock.busy():
+                    wire = Wire.IDLE
+                else:
+                    wire = Wire.BUSY if self.wire_lock.busy(wire_wait) else Wire.FINISHED
+            except FileProblem:
+                # Not our lock file (a planted link or FIFO): no request can take it, so
+                # none is on the wire; the events are discarded all the same.
                 wire = Wire.IDLE
-            else:
-                wire = Wire.BUSY if self.wire_lock.busy(wire_wait) else Wire.FINISHED
         return Cleared(count, wire)
 
     @contextlib.contextmanager
@@ -340,52 +358,99 @@ class Outbox:
 
     def _tables(self) -> dict[str, Any]:
         try:
+            _check_folder(self.place.folder)
             return load_tables(self.path) or {}
         except (JSONFileError, FileProblem):
             return {}
+
+
+def _check_folder(folder: Path) -> None:
+    """FileProblem when something else than a folder is where ours goes: a planted link
+    is not followed by a reader either (what it leads to is nobody's outbox of ours)."""
+    try:
+        found = os.lstat(folder)
+    except OSError:
+        return
+    if stat.S_ISLNK(found.st_mode):
+        raise FileProblem(folder, "is a symbolic link where the plugin keeps its state; remove it")
+    if not stat.S_ISDIR(found.st_mode):
+        raise FileProblem(folder, "is not a folder; the plugin keeps its state there")
 
 
 def _doc_number(key: str) -> int:
     return int(key) if key.isdigit() else 0
 
 
-def _take_over_old_outbox(outbox: Outbox, into: OutboxTransaction) -> None:
+def _take_over_old_outbox(outbox: Outbox, into: OutboxTransaction) -> Path | None:
     """Events an older version left beside the config file join this outbox, once: only
-    when the old file can be removed afterwards (else it would be taken over again)."""
+    when the old file can be removed afterwards (else it would be taken over again).
+    Returns the old file, to be removed once this transaction is written."""
     old = outbox.place.old_outbox
     if not os.path.lexists(old):
-        return
+        return None
     if not os.access(old.parent, os.W_OK):
         outbox._once.warning(
             "old-outbox", "telemetry: %s cannot be removed, so its events were not taken over", old
         )
-        return
+        return None
     try:
+        mark = _identity_of(old)
         tables = load_tables(old) or {}
-    except (JSONFileError, FileProblem) as exc:
+    except (JSONFileError, OSError) as exc:
         outbox._once.warning(
             "old-outbox", "telemetry: the old outbox %s is unusable (%s); left as it is", old, exc
         )
-        return
+        return None
+    if into.meta().get("oldOutbox") == mark:
+        return old  # taken over before, and its removal failed: only that is left to do
     known = {document.get("uuid") for document in into.events.all()}
     events = tables.get(EVENTS_TABLE, {})
-    taken = 0
-    for key in sorted(events, key=_doc_number):
-        entry = events[key]
-        if isinstance(entry, dict) and entry.get("uuid") not in known:
-            into.add(entry)  # type: ignore[arg-type]  # checked for the wire when sent
-            taken += 1
+    # Checked for the wire when sent, like every stored entry.
+    taken = [
+        events[key]
+        for key in sorted(events, key=_doc_number)
+        if isinstance(events[key], dict) and events[key].get("uuid") not in known
+    ]
+    into.add_all(taken)
     info = tables.get(META_TABLE, {}).get(str(ONLY_DOC_ID), {})
+    meta = into.meta()
     if isinstance(info, dict):
-        meta = into.meta()
         if _count(info.get("dropped")):
             meta["dropped"] += info["dropped"]
         for name in ("lastDelivery", "lastRun"):
             if name not in meta and META_FIELDS[name](info.get(name)):
                 meta[name] = info[name]
-        into.change_meta(**meta)
+    into.change_meta(**meta, oldOutbox=mark)
+    log.info("telemetry: took over %d waiting event(s) from %s", len(taken), old)
+    return old
+
+
+def _remove_old_outbox(outbox: Outbox, old: Path) -> None:
     old_locks = (old.with_name(old.name + end) for end in (".lock", ".send", ".wire", ".members"))
     for leftover in (old, *old_locks):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(leftover)
-    log.info("telemetry: took over %d waiting event(s) from %s", taken, old)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            outbox._once.warning(
+                "old-outbox-left",
+                "telemetry: could not remove %s (%s); its events were taken over already",
+                leftover,
+                exc.strerror or exc,
+            )
+
+
+def _identity_of(path: Path) -> str:
+    """Which file is at ``path`` (not following a link): a replaced file is another one."""
+    status = os.lstat(path)
+    return f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}"
+
+
+def old_outbox_taken_over(place: StatePlace, meta: Mapping[str, Any]) -> bool:
+    """Whether the older version's outbox still there was taken over already (its
+    removal failed): its events are not waiting there any more."""
+    try:
+        return meta.get("oldOutbox") == _identity_of(place.old_outbox)
+    except OSError:
+        return False

@@ -26,12 +26,18 @@ from typing import Any
 from posthog import Posthog
 from posthog.request import APIError, batch_post
 
+from slackonos_telemetry.forksafe import importing
 from slackonos_telemetry.telemetry.events import Event, wire_properties
-from slackonos_telemetry.telemetry.http import BoundedSession
+from slackonos_telemetry.telemetry.http import BoundedSession, DeadlinePassed
 from slackonos_telemetry.telemetry.log_once import quiet_repeated_sdk_logs
 from slackonos_telemetry.telemetry.outcome import RETRY_STATUSES, Outcome, SendResult
 
 log = logging.getLogger(__name__)
+
+
+class _Preparer(Posthog):
+    def _register_fork_handler(self) -> None:
+        pass  # nothing of the SDK's runs in a child the host forks
 
 
 class PosthogSender:
@@ -39,26 +45,27 @@ class PosthogSender:
     (the import costs 0.2-0.4 s of CPU) and before the last check of a send."""
 
     def __init__(self, api_key: str, host: str) -> None:
-        class Preparer(Posthog):
-            def _register_fork_handler(self) -> None:
-                pass  # nothing of the SDK's runs in a child the host forks
-
         quiet_repeated_sdk_logs()
         self.api_key = api_key
         self.host = host
         self._prepared: list[dict[str, Any]] = []
-        self._client: Any = Preparer(
-            api_key,
-            host=host,
-            send=False,
-            sync_mode=True,
-            max_retries=0,
-            disable_geoip=True,
-            enable_exception_autocapture=False,
-            enable_local_evaluation=False,
-            before_send=self._keep_prepared,
-        )
-        self._session = BoundedSession()
+        # What the SDK and requests would load on their first use, loaded here, where a
+        # fork waits for our imports: the client, one message prepared, a request built.
+        with importing():
+            self._client: Any = _Preparer(
+                api_key,
+                host=host,
+                send=False,
+                sync_mode=True,
+                max_retries=0,
+                disable_geoip=True,
+                enable_exception_autocapture=False,
+                enable_local_evaluation=False,
+                before_send=self._keep_prepared,
+            )
+            self.prepare(_WARM_UP_EVENT)
+            self._session = BoundedSession()
+            self._session.warm_up(f"{host.rstrip('/')}/batch/")
 
     def prepare(self, event: Event) -> dict[str, Any]:
         """The message the SDK would send for ``event``, limited to the allowed properties."""
@@ -90,6 +97,8 @@ class PosthogSender:
             )
         except APIError as exc:
             return _api_error_result(exc)
+        except DeadlinePassed as exc:
+            return SendResult(Outcome.RETRY, str(exc))
         except Exception as exc:  # the transport raises requests' errors
             reason = _unreachable(exc)
             if reason:
@@ -112,6 +121,15 @@ class PosthogSender:
         }
         self._prepared.append(kept)
         return kept
+
+
+_WARM_UP_EVENT: Event = {
+    "event": "startup",
+    "distinct_id": "00000000-0000-4000-8000-000000000000",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "timestamp": "2026-01-01T00:00:00+00:00",
+    "properties": {},
+}
 
 
 def _unreachable(exc: BaseException) -> str | None:

@@ -24,8 +24,8 @@ last heartbeat slot made), and the parents that started members (``parents``).
   at its own wake-up, makes the slot's heartbeat if nobody made it yet.
 - The last member to leave makes ``shutdown``. A process that leaves through a plain
   interpreter exit, whose parent has started members before (a pre-fork server
-  recycling a worker), first opens a handover and waits a moment: if a replacement
-  arrives, the instance goes on and no shutdown is made.
+  recycling a worker), first opens a handover and waits, for most of the shutdown
+  deadline: if a replacement arrives, the instance goes on and no shutdown is made.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ from slackonos_telemetry.telemetry.outbox import Outbox, OutboxTransaction
 
 log = logging.getLogger(__name__)
 
-HANDOVER_SECONDS = 1.0
+# What a handover leaves of the shutdown deadline, to send the shutdown event if no
+# replacement came.
+SHUTDOWN_SEND_SECONDS = 0.5
 _HANDOVER_POLL_SECONDS = 0.02
 _PARENTS_KEPT = 8
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -178,7 +180,10 @@ class InstanceSession:
                 return False
             state = _checked(outbox.read_session())
             if kind is ExitKind.EXIT and _respawn_plausible(state):
-                handover = min(HANDOVER_SECONDS, _until(deadline) / 2)
+                # A pre-fork server starts this process's own replacement only once it
+                # has exited; the one worth waiting for is another's, already booting.
+                # Most of the deadline is its to arrive in; the rest sends the shutdown.
+                handover = max(0.0, _until(deadline) - SHUTDOWN_SEND_SECONDS)
             if handover <= 0:
                 self._end(outbox, state, membership, emit)
                 return True
@@ -234,8 +239,8 @@ def instance_uptime(outbox: Outbox) -> float | None:
 def boot_id() -> str | None:
     """Which boot of the machine this is: monotonic times of one boot compare."""
     try:
-        with open(_BOOT_ID_FILE, encoding="ascii") as handle:
-            return handle.read().strip() or None
+        with open(_BOOT_ID_FILE, "rb") as handle:
+            return handle.read().decode("utf-8", "replace").strip() or None
     except OSError:
         return None
 

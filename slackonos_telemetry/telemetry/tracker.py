@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from slackonos_telemetry._version import __version__
 from slackonos_telemetry.config.settings import Settings, resolve_settings
 from slackonos_telemetry.forksafe import PerProcess
-from slackonos_telemetry.telemetry import consent
+from slackonos_telemetry.telemetry import consent, opt_out
 from slackonos_telemetry.telemetry import shutdown as process_shutdown
 from slackonos_telemetry.telemetry.delivery import Delivery, PassResult, RetryPolicy, StopReason
 from slackonos_telemetry.telemetry.events import Event, EventName, RuntimeFacts, make_event
@@ -175,8 +175,11 @@ class Tracker:
             return None
         event = make_event(name, instance_id, self.facts(), seconds_running)
         if settings.debug:
+            # The payload as the SDK would send it (its own properties included): the
+            # sender was prepared before this lock was taken.
+            payload = self.delivery.prepare_sender(settings).prepare(event)
             stream = self._debug_stream or sys.stderr
-            stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+            stream.write(json.dumps(payload, separators=(",", ":")) + "\n")
             stream.flush()
             return None
         return event
@@ -189,6 +192,8 @@ class Tracker:
             if found.problem:
                 self._once.warning("no-id", "telemetry: %s", found.problem)
             self.facts()  # before any outbox lock: it may start `git describe`
+            if settings.debug:
+                self.delivery.prepare_sender(settings)  # likewise: it loads the SDK
         return settings, decision
 
     # -- the thread ------------------------------------------------------------------
@@ -248,7 +253,7 @@ class Tracker:
     ) -> PassResult | None:
         """Empty the outbox after an opt-out; send it when due. None when nothing was tried."""
         if decision.consent is consent.Consent.OFF:
-            cleared = consent.discard_waiting(settings, self.outbox, wire_wait=0.0)
+            cleared = opt_out.discard_waiting(settings, self.outbox, wire_wait=0.0)
             if cleared.discarded:
                 log.info("telemetry off: discarded %d waiting event(s)", cleared.discarded)
             return None
@@ -296,7 +301,7 @@ class Tracker:
             ended = self.session.leave(kind, deadline, self._emit)
             if decision.consent is consent.Consent.OFF:
                 # An opt-out at the very end leaves nothing.
-                consent.discard_waiting(settings, self.outbox, wire_wait=0.0)
+                opt_out.discard_waiting(settings, self.outbox, wire_wait=0.0)
                 return True
             if not ended or not decision.enabled or settings.debug:
                 return True

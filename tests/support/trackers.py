@@ -50,7 +50,7 @@ EVENT_PROPERTIES = {
     "shutdown": COMMON_PROPERTIES | {"total_runtime_hours", "total_runtime_days"},
 }
 # The SDK's own properties that go on the wire (docs/TELEMETRY.md): the only others.
-SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$is_server", "$geoip_disable"})
+SDK_PROPERTIES = frozenset({"$lib", "$lib_version", "$geoip_disable"})
 EVENT_KEYS = frozenset({"event", "distinct_id", "uuid", "timestamp", "properties"})
 
 SMALL_RETRY = RetryPolicy(base=0.05, cap=0.3)
