@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.environment import clean_environ
+from tests.support.state import outbox_path
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -25,7 +26,6 @@ DEADLINE = 2.0  # TELEMETRY_SHUTDOWN_TIMEOUT's default
 DEADLINE_MARGIN = 0.25
 HOST_LIFETIME = 600.0  # every process the bench starts ends by itself after this
 ROUNDS = 3
-OUTBOX_FILE = "telemetry-outbox.json"
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,13 @@ class Plan:
     recovery_cap: float  # events lost: longest wait for the outbox to empty after it
     slack_requests: int  # Slack latency: requests of each command in one round
     ack_requests: int  # host ack: requests in one round
+    long_requests: int  # long messages: requests of each message to each bot in one round
 
     @staticmethod
     def make(quick: bool) -> Plan:
         if quick:
-            return Plan(True, 1, 20.0, 15.0, 12.0, 20.0, 60, 40)
-        return Plan(False, 3, 90.0, 60.0, 30.0, 30.0, 200, 150)
+            return Plan(True, 1, 20.0, 15.0, 12.0, 20.0, 60, 40, 20)
+        return Plan(False, 3, 90.0, 60.0, 30.0, 30.0, 200, 150, 75)
 
 
 @dataclass
@@ -147,8 +148,10 @@ def use_bytecode_cache() -> Path:
 
 
 def host_env(**extra: str) -> dict[str, str]:
-    """The environment of a bench process: none of the developer's settings, a lifetime
-    cap, and ``extra``."""
+    """The environment of a bench process: none of the developer's settings (so the state
+    folder is the one beside the config, and TELEMETRY_NOTICE_GRACE_SECONDS=0: a bot that
+    posts its first-run notice does not hold its events for an hour), a lifetime cap,
+    and ``extra``."""
     env = clean_environ()
     env["BENCH_HOST_LIFETIME"] = str(HOST_LIFETIME)
     env["PYTHONUNBUFFERED"] = "1"
@@ -177,13 +180,11 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def outbox_of(config: Path) -> Path:
-    return config.with_name(OUTBOX_FILE)
-
-
 def read_outbox(config: Path) -> dict[str, Any]:
+    """The outbox of ``config`` in its state folder (``.slackonos-telemetry/`` beside it:
+    no bench process sets TELEMETRY_STATE_DIR)."""
     try:
-        data = json.loads(outbox_of(config).read_text(encoding="utf-8") or "{}")
+        data = json.loads(outbox_path(config).read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -15,7 +15,8 @@ Figures (each a function in bench/figures/):
         posthog loads in the background (start.py)
   10    idle CPU (idle.py)          11  events lost over an outage (outage.py)
   12    flush, add and an old 10,000-event file (outbox.py)
-  13-14 host ack with a 50 MB config; Slack command latency (slack.py)
+  13-15 host ack with a 50 MB config; Slack command latency; host ack of a
+        40,000-character message against a short one (slack.py)
 
 ``--quick`` shortens the windows, sends fewer requests, and runs some rounds side by side
 where that costs only precision (figures 2-3 and 8, and figure 9's baseline once).
@@ -50,7 +51,7 @@ from tests.support.capture import ACCEPT, CaptureServer
 from tests.support.slack_api import SlackStandIn
 
 # The table's rows, in order (the figures are measured in another).
-ORDER = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12a", "12b", "12c", "13", "14")
+ORDER = (*map(str, range(1, 12)), "12a", "12b", "12c", "13", "14", "15")
 
 
 def warm_bytecode_cache(context: Context) -> None:
@@ -107,6 +108,7 @@ def measure(plan: Plan, root: Path) -> list[Row]:
             figure("12c", lambda: outbox.figure_old_file(context))
             figure("13", lambda: slack.figure_ack(context))
             figure("14", lambda: slack.figure_commands(context))
+            figure("15", lambda: slack.figure_long_messages(context))
             figure("10", window.row)
             figure("11", lambda: outage.figure_outage(context))
             log("figures 2 and 3: collecting the plain SDK's exits")

@@ -1,7 +1,8 @@
 """Figure 12: costs that grow with the outbox. A flush of 1,000 waiting events, adding one
 event to a nearly full outbox, and a bot starting on a 10,000-event file an older
-version left. The work runs in processes of its own (``bench.hosts.outbox``) against a
-capture server in the bench's process."""
+version left (``telemetry-outbox.json`` beside the config, which the bot takes over).
+The work runs in processes of its own (``bench.hosts.outbox``) against a capture server
+in the bench's process."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ NEARLY_FULL = 950
 CAPACITY = 1000
 ADDS = 20
 OLD_FILE_EVENTS = 10_000
+# Longest wait for a bot to empty that file: far past the target, so that a slow take-over
+# still shows its time rather than a cap.
+OLD_FILE_CAP = 120.0
 FLUSH_TARGET = 1.0
 ADD_TARGET = 0.010
 
@@ -158,8 +162,9 @@ def figure_old_file(context: Context) -> Row:
     empty, send = Spread.of(emptied), Spread.of(sending)
     return Row(
         "old_file_10000",
-        f"12c. A bot starts on a {OLD_FILE_EVENTS:,}-event outbox an older version left: "
-        "time from the process start to an empty outbox",
+        f"12c. A bot starts on a {OLD_FILE_EVENTS:,}-event outbox an older version left "
+        "beside the config (taken over into the state folder): time from the process start "
+        "to an empty outbox",
         f"trimmed to {CAPACITY:,} once, then sent as in 12a (<= {FLUSH_TARGET:g} s)",
         f"{empty.show(secs)}; sending (first to last request) {send.show(secs)}; "
         f"trimmed to {CAPACITY:,} and the rest delivered once {right}/{ROUNDS}",
@@ -188,7 +193,7 @@ def _old_file_round(
         name, "ours", "default", config, context.slack_url, telemetry_env(server.url), context.logs
     )
     try:
-        took = _wait_empty(host, config, 60)
+        took = _wait_empty(host, config, OLD_FILE_CAP)
     finally:
         host.stop()
     times = [request.received_at for request in server.requests if request.events]

@@ -9,6 +9,8 @@ Run by the bench as ``python -m bench.hosts.bot``. Its stdout lines:
     CPU <json>            answer to ``cpu``: CPU seconds so far
     FILES <json>          answer to ``files`` (--count-files): parses and writes per file
 
+``--every-message`` adds a listener for every message but ``ping`` (see ``build_app``).
+
 EOF on stdin ends it normally; a lifetime cap (BENCH_HOST_LIFETIME) ends it whatever happens.
 
 Kinds (``--kind``):
@@ -75,11 +77,13 @@ class FileCounts:
         self._guard = threading.Lock()
 
     def install(self) -> None:
+        # Both of the files counted (the config, the outbox) are written by the TinyDB
+        # storages, through the name ``replace_file`` they import.
         from slackonos_telemetry.config import storages
         from slackonos_telemetry.config.filecache import ParsedFileCache
 
         original_load = ParsedFileCache.load
-        original_write = storages.write_json_atomic  # type: ignore[attr-defined]
+        original_write = storages.replace_file  # type: ignore[attr-defined]
 
         def load(cache: ParsedFileCache, path: Path, parse: Any, variant: Any = None) -> Any:
             def counted() -> Any:
@@ -89,13 +93,13 @@ class FileCounts:
 
             return original_load(cache, path, counted, variant)
 
-        def write(path: Path, data: Any, indent: int | None = 2) -> None:
-            original_write(path, data, indent)
+        def write(path: Path, text: str, *, own: bool = False) -> None:
+            original_write(path, text, own=own)
             with self._guard:
                 self.writes[Path(path).name] += 1
 
         ParsedFileCache.load = load  # type: ignore[method-assign, assignment]
-        storages.write_json_atomic = write  # type: ignore[attr-defined]
+        storages.replace_file = write  # type: ignore[attr-defined]
 
     def report(self) -> dict[str, dict[str, int]]:
         with self._guard:
@@ -183,12 +187,13 @@ def main() -> int:
     parser.add_argument("--slack-url", required=True)
     parser.add_argument("--http", action="store_true")
     parser.add_argument("--count-files", action="store_true")
+    parser.add_argument("--every-message", action="store_true")
     args = parser.parse_args()
     start_lifetime_cap()
     counts = FileCounts()
     if args.count_files:
         counts.install()
-    app = build_app(args.slack_url)
+    app = build_app(args.slack_url, every_message=args.every_message)
     if args.kind == "ours":
         run_ours(args, app)
     elif args.kind == "plain":

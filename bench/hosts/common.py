@@ -102,8 +102,15 @@ def cpu_report() -> dict[str, float]:
     }
 
 
-def build_app(slack_url: str, answered: Callable[[], None] | None = None) -> Any:
-    """The host's own Bolt app: one ``ping`` listener that answers ``pong``."""
+def build_app(
+    slack_url: str, answered: Callable[[], None] | None = None, every_message: bool = False
+) -> Any:
+    """The host's own Bolt app: one ``ping`` listener that answers ``pong``.
+
+    ``every_message``: and, after it, a listener that takes every other message and does
+    nothing, as a bot that reads its channels has. Without one, Bolt answers a message
+    no listener takes with a 404 and logs a warning for it.
+    """
     from slack_bolt import App, Say
     from slack_sdk import WebClient
 
@@ -118,6 +125,12 @@ def build_app(slack_url: str, answered: Callable[[], None] | None = None) -> Any
         say(text="pong")
         if answered is not None:
             answered()
+
+    if every_message:
+
+        @app.event("message")
+        def read(body: dict[str, Any]) -> None:
+            pass
 
     return app
 

@@ -12,7 +12,8 @@ Run by the bench as ``python -m bench.hosts.outbox WORK ...``; prints one JSON l
     plain-add   the plain SDK: ``capture`` of one event, ADDS times, each timed (its
                 queue is in memory: nothing survives a crash)
     write-old   an outbox file as an older version left it: COUNT events in one table,
-                written with plain ``json`` (no transaction, no cap)
+                written with plain ``json`` (no transaction, no cap) beside the config
+                file, where versions before the state folder kept it
 """
 
 from __future__ import annotations
@@ -30,20 +31,21 @@ from bench.hosts.common import start_lifetime_cap
 
 
 def make_events(config: Path, count: int) -> list[Any]:
-    from slackonos_telemetry.config.identity import ensure_instance_id
-    from slackonos_telemetry.config.store import ConfigStore
+    from slackonos_telemetry.config.settings import resolve_settings
     from slackonos_telemetry.telemetry.events import EventName, RuntimeFacts, make_event
+    from slackonos_telemetry.telemetry.identity import ensure_instance_id
 
-    instance_id = ensure_instance_id(ConfigStore(config)).value
+    instance_id = ensure_instance_id(resolve_settings(config)).value
+    assert instance_id is not None, "the bench's configs can be written"
     facts = RuntimeFacts.gather("0.0.0-bench", "bench")
     return [make_event(EventName.HEARTBEAT, instance_id, facts, 3600.0) for _ in range(count)]
 
 
 def outbox_for(config: Path) -> Any:
-    from slackonos_telemetry.config.paths import outbox_path_for
+    from slackonos_telemetry.config.paths import state_place
     from slackonos_telemetry.telemetry.outbox import Outbox
 
-    return Outbox(outbox_path_for(config))
+    return Outbox(state_place(config))
 
 
 def fill(config: Path, count: int) -> dict[str, Any]:
@@ -118,11 +120,13 @@ def plain_add(adds: int) -> dict[str, Any]:
 
 
 def write_old(config: Path, count: int) -> dict[str, Any]:
-    from slackonos_telemetry.config.paths import outbox_path_for
+    from slackonos_telemetry.config.paths import state_place
 
     events = make_events(config, count)
     table = {str(number): event for number, event in enumerate(events, start=1)}
-    path = outbox_path_for(config)
+    # Where versions before the state folder kept it: beside the config file. A bot
+    # takes it over into its own outbox on its first transaction.
+    path = state_place(config).old_outbox
     path.write_text(json.dumps({"events": table}), encoding="utf-8")
     return {"written": count, "bytes": path.stat().st_size}
 
