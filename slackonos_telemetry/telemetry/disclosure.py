@@ -34,4 +34,3 @@ def collected_names() -> str:
     )
     sdk = ", ".join(field.name for field in SDK_FIELDS)
     return f"the events {EVENTS_SENT}, each with {common}; {extras}; the SDK adds {sdk}"
-
