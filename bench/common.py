@@ -1,12 +1,11 @@
 """What the figures share: the plan of a run, a table row, the median and spread of rounds,
-the environment of every process, and reading the files a bot leaves."""
+the environment of every process. Files, processes and waiting are the tests' own
+(``tests.support``)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -17,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.environment import clean_environ
-from tests.support.state import outbox_path
+from tests.support.files import write_config
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 API_KEY = "phc_bench"
 DEADLINE = 2.0  # TELEMETRY_SHUTDOWN_TIMEOUT's default
 DEADLINE_MARGIN = 0.25
@@ -163,47 +160,6 @@ def telemetry_env(host_url: str, **extra: str) -> dict[str, str]:
     return host_env(TELEMETRY_HOST=host_url, TELEMETRY_API_KEY=API_KEY, **extra)
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on: a connection is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-# -- the files a bot leaves ----------------------------------------------------------------
-
-
-def write_config(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
-def read_outbox(config: Path) -> dict[str, Any]:
-    """The outbox of ``config`` in its state folder (``.slackonos-telemetry/`` beside it:
-    no bench process sets TELEMETRY_STATE_DIR)."""
-    try:
-        data = json.loads(outbox_path(config).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def outbox_events(config: Path) -> list[dict[str, Any]]:
-    table = read_outbox(config).get("events")
-    if not isinstance(table, dict):
-        return []
-    return [entry for entry in table.values() if isinstance(entry, dict)]
-
-
-def outbox_dropped(config: Path) -> int:
-    meta = read_outbox(config).get("meta")
-    info = meta.get("1") if isinstance(meta, dict) else None
-    dropped = info.get("dropped") if isinstance(info, dict) else None
-    return dropped if isinstance(dropped, int) else 0
-
-
 @dataclass(frozen=True)
 class Context:
     """One run: its plan, its work folder, and the Slack stand-in every host talks to."""
@@ -220,4 +176,5 @@ class Context:
         """A fresh config file of a bot that posted its first-run notice before (no
         notice, no Web API call, no write at start), with ``data``."""
         path = self.root / name / "config" / "config.json"
-        return write_config(path, {"telemetryNoticeShown": True, **data})
+        write_config(path, {"telemetryNoticeShown": True, **data})
+        return path

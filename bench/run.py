@@ -46,7 +46,7 @@ from typing import Any
 
 from bench.common import Context, Plan, Row, host_env, log, use_bytecode_cache
 from bench.figures import exits, idle, outage, outbox, slack, start
-from bench.processes import Process, cli, kill_all, wait_started
+from bench.processes import BenchProcess, cli, kill_all, wait_started
 from tests.support.capture import ACCEPT, CaptureServer
 from tests.support.slack_api import SlackStandIn
 
@@ -88,7 +88,7 @@ def measure(plan: Plan, root: Path) -> list[Row]:
                 [host for hosts in idle_hosts.values() for host in hosts], idle_servers, 180
             )
             exits.wait_fleet_started(fleet, 180)
-            log(f"{len(Process.registry)} processes up; the idle window opens")
+            log(f"{len(BenchProcess.registry)} processes up; the idle window opens")
             window = idle.IdleWindow(idle_hosts, plan.idle_window)
             figure("1", lambda: exits.figure_healthy(fleet))
             log("figures 2 and 3: SIGTERM in an outage (the plain SDK's exits run on)")

@@ -1,4 +1,4 @@
-"""SPEC section 7: the `status`, `enable`, `disable` and `reset-id` commands of the CLI,
+"""docs/CONTRACT.md, "CLI": the `status`, `enable`, `disable` and `reset-id` commands of the CLI,
 run as a user runs them: `python -m slackonos_telemetry` and `slackonos-telemetry`.
 """
 
@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import Outbox
-from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
-from tests.support.state import outbox_for as state_outbox_for
+from tests.support.cli import CONSOLE_SCRIPT, json_of, run_cli, run_console_script, status_json
+from tests.support.files import outbox_for, read_config, write_config
 
 SPEC_STATUS_KEYS = {
     "enabled",
@@ -37,25 +36,9 @@ SPEC_STATUS_KEYS = {
 }
 SPEC_DEFAULT_API_KEY = "phc_dkh7jm9oxMh7lLKr8TRBY0eKQ5Jn708pXk9McRC0qlO"
 SPEC_DEFAULT_HOST = "https://us.i.posthog.com"
-CONSOLE_SCRIPT = Path(sys.executable).parent / "slackonos-telemetry"
 
 
 INSTANCE_ID = "6f1c1f5e-3b7a-4c52-9a43-0d6c2a9e8b11"
-
-
-def write_config(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def outbox_for(config_path: Path, capacity: int = 1000) -> Outbox:
-    return state_outbox_for(config_path, capacity=capacity)
 
 
 def add_events(outbox: Outbox, count: int) -> None:
@@ -63,10 +46,9 @@ def add_events(outbox: Outbox, count: int) -> None:
         outbox.add(make_event("heartbeat", str(uuid.uuid4()), RuntimeFacts("1.0", "test")))
 
 
-def status_json(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
-    result = run_cli(*args, env=env, cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def status_of(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
+    """``ARGS`` (a ``status --json`` with its options in any order), as JSON."""
+    return json_of(run_cli(*args, env=env, cwd=cwd))
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -133,9 +115,7 @@ def test_status_json_defaults(config_path: Path) -> None:
 
 
 def test_status_json_when_disabled_by_env(config_path: Path) -> None:
-    report = status_json(
-        "--config", str(config_path), "status", "--json", env={"TELEMETRY_ENABLED": "no"}
-    )
+    report = status_json(config_path, env={"TELEMETRY_ENABLED": "no"})
 
     assert (report["enabled"], report["source"]) == (False, "env:TELEMETRY_ENABLED")
     assert report["instance_id"] is None
@@ -221,7 +201,7 @@ def test_config_path_choice(tmp_path: Path, way: str) -> None:
     else:
         args = ["--config", os.path.join("chosen", "config.json"), "status", "--json"]
 
-    report = status_json(*args, env=env, cwd=tmp_path)
+    report = status_of(*args, env=env, cwd=tmp_path)
     assert report["config_path"] == str(chosen)
     assert not chosen.parent.exists()  # reading never writes
 
@@ -235,7 +215,7 @@ def test_config_path_choice(tmp_path: Path, way: str) -> None:
 
 
 def test_default_config_path_is_under_working_directory(tmp_path: Path) -> None:
-    report = status_json("status", "--json", cwd=tmp_path)
+    report = status_of("status", "--json", cwd=tmp_path)
     result = run_cli("disable", cwd=tmp_path)
 
     default = tmp_path / "config" / "config.json"
@@ -368,7 +348,7 @@ def test_disable_empties_the_outbox(config_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert outbox.pending() == []
-    report = status_json("--config", str(config_path), "status", "--json")
+    report = status_json(config_path)
     assert report["outbox_pending"] == 0
     assert report["enabled"] is False
 
@@ -386,26 +366,15 @@ def test_enable_keeps_the_outbox(config_path: Path) -> None:
 # --- both entry points -------------------------------------------------------------
 
 
-def _console_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CONSOLE_SCRIPT), *args],
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
 def test_module_and_console_script_both_work(config_path: Path) -> None:
     assert CONSOLE_SCRIPT.is_file(), f"no console script at {CONSOLE_SCRIPT}"
 
     by_module = run_cli("--config", str(config_path), "status", "--json")
-    by_script = _console_script("--config", str(config_path), "status", "--json")
-    disabled = _console_script("--config", str(config_path), "disable")
-    script_usage = _console_script("bogus")
+    by_script = run_console_script("--config", str(config_path), "status", "--json")
+    disabled = run_console_script("--config", str(config_path), "disable")
+    script_usage = run_console_script("bogus")
     module_help = run_cli("--help")
-    script_help = _console_script("--help")
+    script_help = run_console_script("--help")
 
     assert by_module.returncode == 0, by_module.stderr
     assert by_script.returncode == 0, by_script.stderr

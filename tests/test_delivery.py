@@ -1,6 +1,6 @@
-"""SPEC section 4, delivery: at least once and never twice through outages, Retry-After
-honoured, 4xx dropped with one log line, events kept across a SIGKILL, and nothing
-made before an opt-out ever leaving the machine after it.
+"""Delivery (docs/CONTRACT.md, "Delivery"): at least once and never twice through outages,
+Retry-After honoured, 4xx dropped with one log line, events kept across a SIGKILL, and
+nothing made before an opt-out ever leaving the machine after it.
 
 Real posthog SDK over loopback to the capture server, real TinyDB files, real
 processes for the CLI and for a bot that is killed.
@@ -29,21 +29,10 @@ from tests.support.capture import (
     CaptureServer,
     capture_server,
 )
-from tests.support.trackers import (
-    cli,
-    host_environ,
-    outbox_for,
-    own_properties,
-    parse_utc,
-    pending,
-    read_config,
-    requested_uuids,
-    running_host,
-    running_tracker,
-    uuid_counts,
-    uuids_of,
-    write_config,
-)
+from tests.support.cli import cli
+from tests.support.events import own_properties, parse_utc, requested_uuids, uuid_counts, uuids_of
+from tests.support.files import outbox_for, pending, read_config, write_config
+from tests.support.trackers import running_tracker, tracker_environ, tracker_host
 from tests.support.waiting import wait_until
 
 RETRY_AFTER = 1.0
@@ -167,17 +156,17 @@ def test_events_left_by_a_killed_process_are_sent_on_the_next_start(
     server: CaptureServer, config_path: Path
 ) -> None:
     server.set_mode(REFUSE)
-    env = host_environ(server.url, **HEARTBEAT_EVERY_SECOND)
-    with running_host(config_path, env=env) as host:
+    env = tracker_environ(server.url, **HEARTBEAT_EVERY_SECOND)
+    with tracker_host(config_path, env=env) as host:
         assert wait_until(lambda: len(pending(config_path)) >= 2, 10), pending(config_path)
         before_kill = pending(config_path)
-        host.process.send_signal(signal.SIGKILL)
+        host.signal(signal.SIGKILL)
         assert host.wait_exit(10) == -signal.SIGKILL
     assert server.events == []
 
     server.set_mode(ACCEPT)
     wanted = set(uuids_of(before_kill))
-    with running_host(config_path, env=env):
+    with tracker_host(config_path, env=env):
         assert server.wait_for(lambda s: wanted <= set(uuids_of(s.events)), timeout=15), (
             server.events
         )

@@ -1,4 +1,5 @@
-"""Issue 10's behaviour: batches through the SDK, and files read once per change.
+"""Delivery in batches (docs/CONTRACT.md, "Delivery"): batches through the SDK, and files
+read once per change.
 
 - A batch PostHog rejects (a 4xx other than 408 and 429) is tried again event by event:
   one bad event never blocks or drops the others.
@@ -12,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from slackonos_telemetry.telemetry.consent import decide
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outcome import BATCH_SIZE
 from tests.support.capture import ACCEPT, CaptureServer
-from tests.support.environment import clean_environ, run_cli
-from tests.support.trackers import outbox_for, pending, write_config
+from tests.support.cli import cli_process, run_cli
+from tests.support.files import outbox_for, pending, write_config
 
 INSTANCE = "44444444-4444-4444-8444-444444444444"
 API_KEY = "phc_batch_test"
@@ -65,22 +64,13 @@ def test_a_flush_interrupted_midway_loses_nothing_and_doubles_nothing(config_pat
     uuids = _waiting(config_path, BATCH_SIZE * 4 + 7)
     with CaptureServer(ACCEPT) as server:
         server.hang_after(2)  # two batches accepted, the third never answered
-        command = [sys.executable, "-m", "slackonos_telemetry", "--config", str(config_path)]
-        with subprocess.Popen(
-            [*command, "flush", "--timeout", "60"],
-            env=clean_environ(_flush_env(server)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ) as first:
-            try:
-                assert server.wait_for(
-                    lambda s: any(record.status is None for record in s.requests), timeout=30
-                ), server.requests
-                first.send_signal(signal.SIGKILL)
-                assert first.wait(30) == -signal.SIGKILL
-            finally:
-                if first.poll() is None:
-                    first.kill()
+        args = ("--config", str(config_path), "flush", "--timeout", "60")
+        with cli_process(*args, env=_flush_env(server)) as first:
+            assert server.wait_for(
+                lambda s: any(record.status is None for record in s.requests), timeout=30
+            ), server.requests
+            first.signal(signal.SIGKILL)
+            assert first.wait_exit(30) == -signal.SIGKILL, first.describe()
         accepted_before = {event["uuid"] for event in server.events}
         assert len(accepted_before) == 2 * BATCH_SIZE
         assert {event["uuid"] for event in pending(config_path)} == set(uuids) - accepted_before

@@ -5,7 +5,7 @@ A scripted sender stands where the posthog SDK's sender stands: it answers as to
 can hold a request "on the wire" until the test lets it go, so each interleaving is
 reached on purpose instead of by luck. Everything else is real: the outbox file, its
 locks, the config file, the settings, the consent gate. The same behaviours are tested
-on the real wire, with the real SDK, in test_delivery*.py and test_hardening_privacy.py.
+on the real wire, with the real SDK, in test_delivery*.py and test_off_means_off.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from slackonos_telemetry.telemetry.events import Event, RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.identity import instance_id_now
 from slackonos_telemetry.telemetry.outbox import Wire
 from slackonos_telemetry.telemetry.outcome import Outcome, SendResult
-from tests.support.state import outbox_for
+from tests.support.files import outbox_for
 
 BOUND = 10.0  # the longest any wait here may take; far beyond what each step needs
 

@@ -1,4 +1,4 @@
-"""SPEC section 5 (AsyncApp and Bolt's servers and adapters) and section 4 ("one instance"):
+"""docs/CONTRACT.md, "Auto-loading" (AsyncApp and Bolt's servers and adapters) and "One instance":
 the plugin in every way a Bolt bot is deployed, as real processes on 127.0.0.1.
 
 - An AsyncApp served by Bolt's own aiohttp server, and by uvicorn through Bolt's ASGI
@@ -15,9 +15,7 @@ the plugin in every way a Bolt bot is deployed, as real processes on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,24 +26,13 @@ import pytest
 
 from slackonos_telemetry.run.local_slack import ApiCall
 from tests.support.capture import ACCEPT, HANG, CaptureServer
-from tests.support.processes import (
-    BotProcess,
-    event_callback,
-    free_port,
-    message_event,
-    outbox_events,
-    program,
-    read_json,
-    wait_for_port,
-    write_json,
-)
-from tests.support.signing import post, signed_headers
+from tests.support.environment import PYTHON, REPO
+from tests.support.files import last_slot, outbox_events, read_config, write_config
+from tests.support.processes import Process, free_port, started, wait_for_port
 from tests.support.slack_api import SlackStandIn
-from tests.support.state import outbox_path
+from tests.support.slack_requests import event_body, message_event, post, signed_headers
 from tests.support.waiting import wait_until, within
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 SECRET = "deploy-signing-secret"
 BOT_TOKEN = "xoxb-deploy-test"
 ADMIN = "C0ADMIN01"
@@ -58,7 +45,7 @@ STOP = 60.0  # gunicorn's own graceful stop is bounded by its 30 s graceful_time
 
 @dataclass
 class Deployment:
-    server: BotProcess
+    server: Process
     port: int
     slack: SlackStandIn
     capture: CaptureServer
@@ -69,7 +56,7 @@ class Deployment:
         return f"http://127.0.0.1:{self.port}/slack/events"
 
     def post(self, text: str, channel: str = ADMIN, **event: Any) -> int:
-        body = json.dumps(event_callback(message_event(text, channel=channel, **event)))
+        body = event_body(message_event(text, channel=channel, **event))
         return post(self.url, body, signed_headers(body, SECRET))
 
     def answer(self, text: str, channel: str = ADMIN, **event: Any) -> ApiCall:
@@ -83,7 +70,7 @@ class Deployment:
 
     def wait_started(self) -> None:
         assert self.capture.wait_for_events(1, "startup", WAIT), (
-            f"no startup event: {names(self.capture)}\n{self.server.describe()}"
+            f"no startup event: {self.capture.names}\n{self.server.describe()}"
         )
 
     def stop(self) -> int:
@@ -95,16 +82,14 @@ class Deployment:
 
     def last_slot(self) -> int:
         """The last heartbeat slot the instance made (from the outbox file's session)."""
-        data = json.loads(outbox_path(self.config_path).read_text(encoding="utf-8"))
-        session = data.get("session", {}).get("1", {})
-        return int(session.get("lastSlot", 0))
+        return last_slot(self.config_path)
 
 
 @contextlib.contextmanager
 def deployment(
     config_path: Path, command: list[str], capture_mode: str = ACCEPT
 ) -> Iterator[Deployment]:
-    write_json(config_path, {"telemetryNoticeShown": True, "adminChannel": ADMIN})
+    write_config(config_path, {"telemetryNoticeShown": True, "adminChannel": ADMIN})
     port = free_port()
     with SlackStandIn() as slack, CaptureServer(capture_mode) as capture:
         env = {
@@ -120,7 +105,7 @@ def deployment(
             "TEST_TELEMETRY_DEBUG_LOG": "1",
         }
         argv = [part.replace("{port}", str(port)) for part in command]
-        with program(argv, env=env, cwd=config_path.parent) as server:
+        with started(argv, env=env, cwd=config_path.parent) as server:
             wait_for_port(port, server, timeout=WAIT)
             yield Deployment(server, port, slack, capture, config_path)
 
@@ -160,10 +145,6 @@ def gunicorn_command(*extra: str) -> list[str]:
     ]
 
 
-def names(capture: CaptureServer) -> list[str]:
-    return [str(event.get("event")) for event in capture.events]
-
-
 def instance_ids(capture: CaptureServer) -> set[str]:
     return {str(event["distinct_id"]) for event in capture.events}
 
@@ -189,33 +170,36 @@ def test_async_app_gets_everything_a_sync_app_gets(config_path: Path, serve: str
         # A command persists the config (work done off the event loop).
         saved = bot.answer("setconfig telemetryEnabled false")
         assert "saved to" in str(saved.params["text"]), saved.params
-        assert read_json(config_path)["telemetryEnabled"] is False
+        assert read_config(config_path)["telemetryEnabled"] is False
         bot.answer("setconfig telemetryEnabled true")
 
-        started = time.monotonic()
+        began = time.monotonic()
         code = bot.stop()
-        took = time.monotonic() - started
+        took = time.monotonic() - began
 
     assert code in (0, -signal.SIGTERM), bot.server.describe()
     assert "Traceback" not in bot.server.stderr, bot.server.describe()
     assert took <= within(SHUTDOWN_TIMEOUT), f"SIGTERM to exit took {took:.2f} s"
-    assert len(bot.capture.events_named("startup")) == 1, names(bot.capture)
+    assert len(bot.capture.events_named("startup")) == 1, bot.capture.names
     assert len(bot.capture.events_named("shutdown")) == 1, (
-        f"{names(bot.capture)}\n{bot.server.describe()}"
+        f"{bot.capture.names}\n{bot.server.describe()}"
     )
-    assert instance_ids(bot.capture) == {read_json(config_path)["telemetryInstanceId"]}
+    assert instance_ids(bot.capture) == {read_config(config_path)["telemetryInstanceId"]}
 
 
 def test_async_app_shutdown_is_bounded_when_posthog_hangs(config_path: Path) -> None:
     with deployment(config_path, uvicorn_command()) as bot:
         bot.wait_started()
         bot.capture.set_mode(HANG)
-        started = time.monotonic()
+        began = time.monotonic()
         code = bot.stop()
-        took = time.monotonic() - started
+        took = time.monotonic() - began
     assert code in (0, -signal.SIGTERM), bot.server.describe()
     assert took <= within(SHUTDOWN_TIMEOUT), f"SIGTERM to exit took {took:.2f} s"
-    assert [event["event"] for event in outbox_events(config_path)] == ["shutdown"]
+    # Kept for the next start: the shutdown, and any heartbeat whose slot came while
+    # PostHog hung (on a loaded machine a slot may pass between the start and the stop).
+    kept = [event["event"] for event in outbox_events(config_path)]
+    assert kept[-1:] == ["shutdown"] and set(kept[:-1]) <= {"heartbeat"}, kept
 
 
 # -- several processes, one instance ---------------------------------------------------------
@@ -242,13 +226,13 @@ def test_worker_processes_are_one_instance(config_path: Path, setup: str) -> Non
         code = bot.stop()
 
     assert code == 0, bot.server.describe()
-    events = names(bot.capture)
+    events = bot.capture.names
     assert len(bot.capture.events_named("startup")) == 1, events
     assert len(bot.capture.events_named("shutdown")) == 1, f"{events}\n{bot.server.describe()}"
     # At most one heartbeat per slot of the instance's schedule, not one per worker.
     heartbeats = bot.capture.events_named("heartbeat")
     assert 2 <= len(heartbeats) <= bot.last_slot(), (len(heartbeats), bot.last_slot())
-    assert instance_ids(bot.capture) == {read_json(config_path)["telemetryInstanceId"]}
+    assert instance_ids(bot.capture) == {read_config(config_path)["telemetryInstanceId"]}
     uuids = [event["uuid"] for event in bot.capture.events]
     assert len(set(uuids)) == len(uuids), "an event was delivered twice"
     assert outbox_events(config_path) == []
@@ -284,7 +268,7 @@ def test_an_opt_out_in_one_worker_stops_every_worker(config_path: Path) -> None:
 def test_two_apps_with_two_configs_share_one_shutdown_deadline(tmp_path: Path) -> None:
     configs = [tmp_path / name / "config.json" for name in ("a", "b")]
     for config in configs:
-        write_json(config, {"telemetryNoticeShown": True})
+        write_config(config, {"telemetryNoticeShown": True})
     with CaptureServer(ACCEPT) as capture:
         env = {
             "TELEMETRY_HOST": capture.url,
@@ -293,15 +277,15 @@ def test_two_apps_with_two_configs_share_one_shutdown_deadline(tmp_path: Path) -
             "PYTHONPATH": str(REPO),
         }
         command = [PYTHON, "-m", "tests.support.hosts.two_apps_host", *map(str, configs)]
-        with program(command, env=env, cwd=tmp_path) as host:
-            assert host.wait_for_stdout(lambda out: "ready" in out, WAIT), host.describe()
+        with started(command, env=env, cwd=tmp_path) as host:
+            assert host.wait_for_output(lambda out: "ready" in out, WAIT), host.describe()
             assert capture.wait_for_events(2, "startup", WAIT), host.describe()
             capture.set_mode(HANG)
 
-            started = time.monotonic()
+            began = time.monotonic()
             host.signal(signal.SIGTERM)
             code = host.wait_exit(STOP)
-            took = time.monotonic() - started
+            took = time.monotonic() - began
 
     assert code == -signal.SIGTERM, host.describe()
     assert took <= within(SHUTDOWN_TIMEOUT), f"SIGTERM to exit took {took:.2f} s"

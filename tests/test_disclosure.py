@@ -18,7 +18,8 @@ import pytest
 from slackonos_telemetry.telemetry.events import SDK_DROPPED
 from tests.support.bots import Testbed, base_config, open_testbed
 from tests.support.capture import CaptureServer, capture_server
-from tests.support.trackers import cli, host_environ, running_host
+from tests.support.cli import cli
+from tests.support.trackers import tracker_environ, tracker_host
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,10 +29,10 @@ def on_the_wire(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
     """Each event's property names, from requests captured on the wire."""
     config_path = tmp_path_factory.mktemp("wire") / "config" / "config.json"
     with capture_server() as server:
-        env = host_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1", TELEMETRY_DEBUG="")
-        with running_host(config_path, env=env) as host:
+        env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1", TELEMETRY_DEBUG="")
+        with tracker_host(config_path, env=env) as host:
             assert server.wait_for_events(1, name="heartbeat", timeout=20), host.stderr
-            host.send("exit")
+            host.send_line("exit")
             assert server.wait_for_events(1, name="shutdown", timeout=20), host.stderr
         return _names_by_event(server)
 

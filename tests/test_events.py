@@ -1,5 +1,6 @@
-"""SPEC section 4, the events on the wire: exactly these properties, ids and times;
-the heartbeat schedule; TELEMETRY_DEBUG; and what is (not) imported, and where.
+"""The events on the wire (docs/CONTRACT.md, "Events on the wire"): exactly these
+properties, ids and times; the heartbeat schedule; TELEMETRY_DEBUG; and what is (not)
+imported, and where.
 
 Every event here is made by a real Tracker and read back as the PostHog-compatible
 capture server received it from the real posthog SDK over loopback.
@@ -24,22 +25,17 @@ import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from tests.support.capture import CaptureServer, capture_server
-from tests.support.trackers import (
+from tests.support.cli import cli
+from tests.support.events import (
     EVENT_KEYS,
     EVENT_PROPERTIES,
     SDK_PROPERTIES,
     assert_uuid4,
-    cli,
-    host_environ,
-    outbox_for,
-    outbox_path,
     parse_utc,
-    pending,
-    read_config,
-    running_host,
-    running_tracker,
     word_in,
 )
+from tests.support.files import outbox_for, outbox_path, pending, read_config
+from tests.support.trackers import running_tracker, tracker_environ, tracker_host
 from tests.support.waiting import wait_until
 
 
@@ -144,10 +140,10 @@ def test_release_is_git_describe_found_off_the_main_thread(
     _git(repo, "init", "-q")
     _git(repo, "commit", "-q", "--allow-empty", "-m", "first")
     _git(repo, "tag", "v3.1.4-test")
-    env = host_environ(server.url, SLACKONOS_RELEASE="")
-    with running_host(config_path, env=env, cwd=repo) as host:
+    env = tracker_environ(server.url, SLACKONOS_RELEASE="")
+    with tracker_host(config_path, env=env, cwd=repo) as host:
         assert server.wait_for_events(1, name="startup", timeout=10)
-        report = host.modules()
+        report = host.ask("modules", "modules")
     assert server.events_named("startup")[0]["properties"]["release"] == "v3.1.4-test"
     assert report["popen_threads"], "git describe was not run"
     assert report["main_thread"] not in report["popen_threads"]
@@ -167,10 +163,10 @@ def test_git_describe_can_be_stopped_by_ctrl_c_and_sigterm(
         encoding="utf-8",
     )
     fake_git.chmod(0o755)
-    env = host_environ(
+    env = tracker_environ(
         server.url, SLACKONOS_RELEASE="", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     )
-    with running_host(config_path, env=env, cwd=tmp_path):
+    with tracker_host(config_path, env=env, cwd=tmp_path):
         assert server.wait_for_events(1, name="startup", timeout=10)
     release = server.events_named("startup")[0]["properties"]["release"]
     assert release.startswith("blocked-"), release
@@ -280,14 +276,14 @@ def test_heartbeats_stop_when_disabled_and_resume_when_enabled(
 def test_debug_prints_each_payload_as_one_json_line_and_sends_nothing(
     server: CaptureServer, config_path: Path
 ) -> None:
-    env = host_environ(server.url, TELEMETRY_DEBUG="1", TELEMETRY_HEARTBEAT_SECONDS="1")
-    with running_host(config_path, env=env) as host:
+    env = tracker_environ(server.url, TELEMETRY_DEBUG="1", TELEMETRY_HEARTBEAT_SECONDS="1")
+    with tracker_host(config_path, env=env) as host:
         line = host.wait_for_line(lambda text: '"heartbeat"' in text, 10, stream="stderr")
         assert line is not None, host.stderr
-        host.process.send_signal(signal.SIGTERM)
+        host.signal(signal.SIGTERM)
         assert host.wait_exit(10) == -signal.SIGTERM
-        host.close()
-        lines = [text for text in host.stderr if text.strip()]
+        host.stop()
+        lines = [text for text in host.lines("stderr") if text.strip()]
     payloads = [json.loads(text) for text in lines]  # every stderr line is one JSON payload
     names = [payload["event"] for payload in payloads]
     assert names[0] == "startup" and names[-1] == "shutdown", names
@@ -311,25 +307,25 @@ def test_posthog_is_never_imported_while_telemetry_is_disabled(
     # Events left from an earlier run: a disabled tracker must drop them, not send them.
     facts = RuntimeFacts.gather("1.0", "r")
     outbox_for(config_path).add(make_event("startup", "0" * 8, facts))
-    env = host_environ(server.url, TELEMETRY_ENABLED="false", TELEMETRY_HEARTBEAT_SECONDS="1")
-    with running_host(config_path, env=env) as host:
+    env = tracker_environ(server.url, TELEMETRY_ENABLED="false", TELEMETRY_HEARTBEAT_SECONDS="1")
+    with tracker_host(config_path, env=env) as host:
         assert wait_until(lambda: pending(config_path) == [], 10), "outbox not emptied"
         # Exposure: two heartbeat slots pass while disabled (the session counts them).
         assert wait_until(lambda: _last_slot(config_path) >= 2, 30), "no slot passed"
-        report = host.modules()
+        report = host.ask("modules", "modules")
         assert report["posthog_loaded"] is False, report
-        host.send("exit")  # a normal exit runs the shutdown hook too
+        host.send_line("exit")  # a normal exit runs the shutdown hook too
         assert host.wait_exit(10) == 0
-        host.close()
+        host.stop()
         final = host.messages("final")
     assert final and final[0]["posthog_loaded"] is False, host.stdout
     assert server.requests == []
 
 
 def test_posthog_is_imported_off_the_main_thread(server: CaptureServer, config_path: Path) -> None:
-    with running_host(config_path, env=host_environ(server.url)) as host:
+    with tracker_host(config_path, env=tracker_environ(server.url)) as host:
         assert server.wait_for_events(1, name="startup", timeout=10)
-        report = host.modules()
+        report = host.ask("modules", "modules")
     assert report["posthog_loaded"] is True
     assert report["posthog_import_threads"], report
     assert report["main_thread"] not in report["posthog_import_threads"], report
@@ -340,13 +336,13 @@ def test_posthog_is_imported_off_the_main_thread_by_an_early_shutdown(
 ) -> None:
     # The SDK import is deferred for 30 s, so the shutdown (in the main thread's
     # signal handler) is what needs it first.
-    env = host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT="10")
+    env = tracker_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT="10")
     args = ("--import-after", "30", "--own", "exit3")
-    with running_host(config_path, *args, env=env) as host:
-        assert host.modules()["posthog_loaded"] is False
-        host.process.send_signal(signal.SIGTERM)
+    with tracker_host(config_path, *args, env=env) as host:
+        assert host.ask("modules", "modules")["posthog_loaded"] is False
+        host.signal(signal.SIGTERM)
         assert host.wait_exit(15) == 3
-        host.close()
+        host.stop()
         handler = host.messages("handler")
     assert server.events_named("shutdown"), server.events
     assert handler, host.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,39 +22,27 @@ from typing import Any
 
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID
 from tests.support.capture import ACCEPT, CaptureServer
-from tests.support.environment import run_cli
-from tests.support.processes import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    WAIT,
-    BotProcess,
-    bot_process,
-    event_callback,
-    free_port,
-    message_event,
-    post_json,
-    read_json,
-    signed_headers,
-    terminate,
-    wait_for_port,
-    write_json,
-)
-from tests.support.slack_api import SlackStandIn
-from tests.support.state import outbox_path
+from tests.support.cli import cli_process, run_cli
+from tests.support.files import outbox_path, read_config, write_config
+from tests.support.processes import WAIT, Process, free_port, wait_for_port
+from tests.support.slack_api import BOT_TOKEN, SlackStandIn
+from tests.support.slack_requests import SECRET, event_callback, message_event, post, signed_headers
 from tests.support.waiting import wait_until
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 HOUR = "3600"
 
 
 @dataclass
 class Run:
-    bot: BotProcess
+    bot: Process
     slack: SlackStandIn
     port: int
 
     def say(self, text: str) -> None:
         body = json.dumps(event_callback(message_event(text, channel=ADMIN_CHANNEL_ID)))
-        assert post_json(f"http://127.0.0.1:{self.port}/slack/events", body, signed_headers(body))
+        assert post(f"http://127.0.0.1:{self.port}/slack/events", body, signed_headers(body))
         assert self.slack.wait_for_calls("chat.postMessage", 2, WAIT), self.bot.describe()
 
 
@@ -64,7 +53,7 @@ def bot_run(
     port = free_port()
     env = {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": slack.url,
         "TELEMETRY_HOST": capture.url,
         "TELEMETRY_NOTICE_GRACE_SECONDS": grace,
@@ -72,10 +61,10 @@ def bot_run(
         "TELEMETRY_SHUTDOWN_TIMEOUT": "2",
     }
     args = ("--config", str(config_path), "run", "--http", str(port))
-    with bot_process(*args, env=env) as bot:
+    with cli_process(*args, env=env) as bot:
         wait_for_port(port, bot)
         yield Run(bot, slack, port)
-        code, _ = bot.timed_exit(terminate(bot))
+        code, _ = bot.timed_exit(signal.SIGTERM)
         assert code == 0, bot.describe()
 
 
@@ -111,7 +100,7 @@ def _notice(slack: SlackStandIn) -> str:
 
 def test_nothing_leaves_within_the_grace_and_the_notice_says_when(tmp_path: Path) -> None:
     config_path = tmp_path / "config" / "config.json"
-    write_json(config_path, {"gongLimit": 3})  # a first start: the notice is due
+    write_config(config_path, {"gongLimit": 3})  # a first start: the notice is due
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         with bot_run(config_path, slack, capture, HOUR):
             notice = _notice(slack)
@@ -135,7 +124,7 @@ def test_nothing_leaves_within_the_grace_and_the_notice_says_when(tmp_path: Path
 
 def test_an_opt_out_within_the_grace_means_nothing_was_ever_sent(tmp_path: Path) -> None:
     config_path = tmp_path / "config" / "config.json"
-    write_json(config_path, {"gongLimit": 3})
+    write_config(config_path, {"gongLimit": 3})
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         with bot_run(config_path, slack, capture, HOUR) as run:
             _notice(slack)
@@ -146,12 +135,12 @@ def test_an_opt_out_within_the_grace_means_nothing_was_ever_sent(tmp_path: Path)
         with bot_run(config_path, slack, capture, "0"):
             assert _slots_pass(config_path, 2)
         assert capture.requests == [], "an event of the opted-out instance was sent"
-    assert read_json(config_path)["telemetryEnabled"] is False
+    assert read_config(config_path)["telemetryEnabled"] is False
 
 
 def test_a_bot_stopped_within_the_grace_sends_everything_once_after_it(tmp_path: Path) -> None:
     config_path = tmp_path / "config" / "config.json"
-    write_json(config_path, {"gongLimit": 3})
+    write_config(config_path, {"gongLimit": 3})
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         with bot_run(config_path, slack, capture, HOUR):
             _notice(slack)

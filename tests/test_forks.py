@@ -15,26 +15,23 @@ restarted the plugin there) that it pins.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.capture import CaptureServer
-from tests.support.processes import BotProcess, free_port, program, write_json
+from tests.support.environment import PYTHON, REPO
+from tests.support.files import write_config
+from tests.support.processes import Process, free_port, started
 from tests.support.slack_api import SlackStandIn
+from tests.support.trackers import exit_normally
 from tests.support.waiting import wait_until, within
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 WAIT = 30.0  # any one step of a host (it forks, imports, delivers) on a loaded machine
 SHUTDOWN_TIMEOUT = 2.0
 DELAYS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8"  # seconds after register()
@@ -58,101 +55,53 @@ def plugin_env(capture: CaptureServer, **extra: str) -> dict[str, str]:
 def new_config(folder: Path) -> Path:
     config = folder / "config.json"
     # The notice was shown before: nothing here reaches for Slack.
-    write_json(config, {"telemetryNoticeShown": True})
+    write_config(config, {"telemetryNoticeShown": True})
     return config
-
-
-@contextlib.contextmanager
-def process_tree(command: list[str], env: dict[str, str], cwd: Path) -> Iterator[BotProcess]:
-    """``program(command)``, a process that leads a process group of its own (the hosts
-    here, gunicorn with gunicorn_ready); at the end the whole group is killed: a child
-    stuck on a lock, or an orphaned pool worker, would outlive it, and hold its output
-    pipes open forever."""
-    with program(command, env=env, cwd=cwd) as running:
-        try:
-            yield running
-        finally:
-            kill_group(running)
-
-
-def kill_group(running: BotProcess) -> None:
-    # No such group (the process ended before it made one): nothing else to end.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(running.proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
 def host(
     module: str, config: Path, *args: str, env: dict[str, str], before: tuple[str, ...] = ()
-) -> Iterator[BotProcess]:
+) -> Iterator[Process]:
     """``python -m tests.support.hosts.MODULE --config CONFIG [BEFORE] ARGS``."""
     command = [PYTHON, "-m", f"tests.support.hosts.{module}", "--config", str(config)]
-    with process_tree([*command, *before, *args], env=env, cwd=config.parent) as running:
+    # The host leads a process group of its own, killed whole at the end: a child stuck
+    # on a lock, or an orphaned pool worker, would outlive it and hold its pipes open.
+    with started([*command, *before, *args], env=env, cwd=config.parent, group=True) as running:
         yield running
 
 
-def messages(running: BotProcess, kind: str) -> list[dict[str, Any]]:
-    found = []
-    for line in running.stdout_lines():
-        if not line.startswith("{"):
-            continue
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and message.get("kind") == kind:
-            found.append(message)
-    return found
-
-
-def wait_for(running: BotProcess, kind: str, count: int = 1, timeout: float = WAIT) -> list[Any]:
-    running.wait_for_stdout(lambda _out: len(messages(running, kind)) >= count, timeout)
-    found = messages(running, kind)
-    assert len(found) >= count, f"no {count} {kind!r} line(s)\n{running.describe()}"
-    return found
-
-
-def started(capture: CaptureServer, running: BotProcess) -> None:
+def startup_arrived(capture: CaptureServer, running: Process) -> None:
     """The host's startup event arrived: its tracker runs, the SDK is loaded and used."""
     assert capture.wait_for_events(1, "startup", WAIT), running.describe()
 
 
-def exit_normally(running: BotProcess) -> None:
-    running.send_line("exit")
-    code = running.wait_exit(WAIT)
-    assert code == 0, running.describe()
-
-
-def names(capture: CaptureServer) -> list[str]:
-    return [str(event.get("event")) for event in capture.events]
-
-
-def assert_one_instance(capture: CaptureServer, running: BotProcess) -> None:
+def assert_one_instance(capture: CaptureServer, running: Process) -> None:
     """Exactly one startup and one shutdown, of one instance."""
-    assert names(capture).count("startup") == 1, f"{names(capture)}\n{running.describe()}"
-    assert names(capture).count("shutdown") == 1, f"{names(capture)}\n{running.describe()}"
+    assert capture.names.count("startup") == 1, f"{capture.names}\n{running.describe()}"
+    assert capture.names.count("shutdown") == 1, f"{capture.names}\n{running.describe()}"
     assert len({event["distinct_id"] for event in capture.events}) == 1, capture.events
 
 
-def foreign_log_lines(running: BotProcess) -> list[str]:
+def foreign_log_lines(running: Process) -> list[str]:
     """Log lines of ours or of the SDK (the hosts log "PID NAME LEVEL: ...", ours at DEBUG)
     written by any process but the host itself: what our code, or the SDK's, did in a
     child."""
     found = []
-    for line in running.stderr.splitlines():
+    for line in running.lines("stderr"):
         pid, _, rest = line.partition(" ")
         ours = rest.startswith(("slackonos_telemetry", "posthog"))
-        if ours and pid.isdigit() and int(pid) != running.proc.pid:
+        if ours and pid.isdigit() and int(pid) != running.pid:
             found.append(line)
     return found
 
 
-def ended_after_sigterm(running: BotProcess) -> int:
+def ended_after_sigterm(running: Process) -> int:
     """The exit code once SIGTERM has ended the process (bounded)."""
-    try:
-        return running.proc.wait(WAIT)
-    except subprocess.TimeoutExpired:
+    code = running.wait_exit(WAIT)
+    if code is None:
         pytest.fail(f"still running {WAIT:g} s after SIGTERM\n{running.describe()}")
+    return code
 
 
 # -- 1. gunicorn --preload -----------------------------------------------------------------
@@ -188,8 +137,8 @@ def gunicorn(port: int) -> list[str]:
     ]
 
 
-def ready_workers(server: BotProcess) -> set[int]:
-    return {int(match[1]) for line in server.stdout_lines() if (match := READY.match(line))}
+def ready_workers(server: Process) -> set[int]:
+    return {int(match[1]) for line in server.lines() if (match := READY.match(line))}
 
 
 def one_gunicorn_start(folder: Path, env: dict[str, str]) -> str | None:
@@ -211,15 +160,14 @@ def gunicorn_start(folder: Path, env: dict[str, str]) -> str | None:
     port = free_port()
     config = new_config(folder)
     env = {**env, "SLACKONOS_CONFIG": str(config)}
-    with process_tree(gunicorn(port), env=env, cwd=folder) as server:
+    # gunicorn_ready makes the master a process group leader: the group is killed at the end.
+    with started(gunicorn(port), env=env, cwd=folder, group=True) as server:
         # Workers are forked once the master listens: their lines prove both.
         wait_until(
-            lambda: (
-                len(ready_workers(server)) >= GUNICORN_WORKERS or server.proc.poll() is not None
-            ),
+            lambda: len(ready_workers(server)) >= GUNICORN_WORKERS or server.poll() is not None,
             WAIT,
         )
-        if server.proc.poll() is not None and "Connection in use" in server.stderr:
+        if server.poll() is not None and "Connection in use" in server.stderr:
             return PORT_TAKEN
         if len(ready_workers(server)) < GUNICORN_WORKERS:
             return f"a worker never booted\n{server.describe()}"
@@ -296,21 +244,21 @@ def test_children_forked_while_the_plugin_starts_finish_their_imports(
             runs.append((capture, running))
         delays = DELAYS.split(",")
         for capture, running in runs:
-            wait_for(running, "forks-done", timeout=2 * WAIT)
-            forks = messages(running, "fork-done")
+            running.wait_for_messages("forks-done", timeout=2 * WAIT)
+            forks = running.messages("fork-done")
             assert len(forks) == len(delays), running.describe()
             hung = [fork for fork in forks if fork["hung"]]
             assert hung == [], f"{method}: hung children {hung}\n{running.describe()}"
             if module == "fork_host":
                 assert [fork["code"] for fork in forks] == [0] * len(delays), running.describe()
-                children = messages(running, "child")
+                children = running.messages("child")
                 assert len(children) == len(delays), running.describe()
                 assert all(child["imported"] == CHILD_IMPORTS for child in children)
             else:
                 for fork in forks:
                     imported = [result["imported"] for result in fork["results"]]
                     assert imported == [CHILD_IMPORTS], running.describe()
-            started(capture, running)
+            startup_arrived(capture, running)
         for capture, running in runs:
             exit_normally(running)
             assert_one_instance(capture, running)
@@ -332,10 +280,10 @@ def test_popen_with_preexec_fn_always_returns(tmp_path: Path) -> None:
         with host("fork_host", config, *args, env=plugin_env(capture)) as running:
             # The host goes on past POPENS until the SDK is loaded: the forks span the
             # plugin's start and its import of posthog.
-            done = wait_for(running, "popens-done", timeout=2 * WAIT)[0]
+            done = running.wait_for_messages("popens-done", timeout=2 * WAIT)[0]
             assert done["count"] >= POPENS
-            assert [p["n"] for p in messages(running, "popen")] == list(range(1, done["count"] + 1))
-            started(capture, running)
+            assert [p["n"] for p in running.messages("popen")] == list(range(1, done["count"] + 1))
+            startup_arrived(capture, running)
             exit_normally(running)
         assert_one_instance(capture, running)
 
@@ -359,15 +307,15 @@ def test_a_pools_exit_never_hangs_and_its_workers_die_of_sigterm(tmp_path: Path)
         config = new_config(tmp_path)
         args = ("pools", "--count", str(POOLS))
         with host("pool_host", config, *args, env=plugin_env(capture)) as running:
-            done = wait_for(running, "pools-done", timeout=2 * WAIT)[0]
-            pools = messages(running, "pool")
+            done = running.wait_for_messages("pools-done", timeout=2 * WAIT)[0]
+            pools = running.messages("pool")
             assert len(pools) == done["count"] >= POOLS
             assert [pool for pool in pools if pool["hung"]] == [], running.describe()
             codes = {code for pool in pools for code in pool["exitcodes"]}
             # 0: the worker took the pool's sentinel before terminate() reached it.
             assert codes <= {-signal.SIGTERM, 0}, running.describe()
             assert -signal.SIGTERM in codes, "no worker was terminated: nothing was tested"
-            started(capture, running)
+            startup_arrived(capture, running)
             exit_normally(running)
         assert foreign_log_lines(running) == [], running.describe()
         assert_one_instance(capture, running)
@@ -389,15 +337,15 @@ def test_a_child_killed_by_sigterm_leaves_the_parents_instance_alone(tmp_path: P
         config = new_config(tmp_path)
         env = plugin_env(capture, TELEMETRY_HEARTBEAT_SECONDS="1")
         with host("fork_host", config, "serve", env=env) as running:
-            started(capture, running)
+            startup_arrived(capture, running)
             running.send_line("fork-sleeper")
-            child = wait_for(running, "child-up")[0]["pid"]
+            child = running.wait_for_messages("child-up")[0]["pid"]
             os.kill(child, signal.SIGTERM)
-            ended = wait_for(running, "child-exit")[0]
+            ended = running.wait_for_messages("child-exit")[0]
             assert ended["signal"] == signal.SIGTERM, running.describe()  # as without us
             instance_goes_on(capture, running)
             running.send_line("fork-and-kill")
-            ends = wait_for(running, "killed")[0]["ends"]
+            ends = running.wait_for_messages("killed")[0]["ends"]
             assert [end["signal"] for end in ends] == [signal.SIGTERM] * len(ends), ends
             instance_goes_on(capture, running)
             running.signal(signal.SIGTERM)
@@ -406,7 +354,7 @@ def test_a_child_killed_by_sigterm_leaves_the_parents_instance_alone(tmp_path: P
         assert foreign_log_lines(running) == [], running.describe()
 
 
-def instance_goes_on(capture: CaptureServer, running: BotProcess) -> None:
+def instance_goes_on(capture: CaptureServer, running: Process) -> None:
     """The parent's tracker goes round its loop twice more (a heartbeat a second), and no
     shutdown and no second startup came meanwhile: whatever a child's end caused would
     have shown by then. Nor did any code of ours run in a child (the old design ran the
@@ -414,9 +362,9 @@ def instance_goes_on(capture: CaptureServer, running: BotProcess) -> None:
     beats = len(capture.events_named("heartbeat"))
     assert capture.wait_for_events(beats + 2, "heartbeat", WAIT), running.describe()
     assert foreign_log_lines(running) == [], running.describe()
-    assert running.proc.poll() is None, running.describe()
-    assert names(capture).count("shutdown") == 0, f"{names(capture)}\n{running.describe()}"
-    assert names(capture).count("startup") == 1, f"{names(capture)}\n{running.describe()}"
+    assert running.poll() is None, running.describe()
+    assert capture.names.count("shutdown") == 0, f"{capture.names}\n{running.describe()}"
+    assert capture.names.count("startup") == 1, f"{capture.names}\n{running.describe()}"
 
 
 # -- 6. a pool kept for the host's whole life --------------------------------------------------
@@ -440,14 +388,14 @@ def test_a_host_with_a_pool_sends_its_shutdown_on_sigterm(
         with host(
             "pool_host", config, *args, env=plugin_env(capture), before=("--own", own)
         ) as running:
-            started(capture, running)
+            startup_arrived(capture, running)
             if when == "once-running":
                 running.send_line("pool")
-            wait_for(running, "pool-up")
+            running.wait_for_messages("pool-up")
             running.signal(signal.SIGTERM)
             ended = ended_after_sigterm(running)
             # Killed by SIGTERM, the host leaves its pool's workers behind, as without us.
-            kill_group(running)
+            running.kill_group()
             assert running.wait_exit(WAIT) == ended == code, running.describe()
         assert_one_instance(capture, running)
 
@@ -462,10 +410,10 @@ def test_a_child_forked_after_a_delivery_runs_no_thread_of_the_sdk(tmp_path: Pat
     with CaptureServer() as capture:
         config = new_config(tmp_path)
         with host("fork_host", config, "serve", env=plugin_env(capture)) as running:
-            started(capture, running)  # posthog imported, its client built and used
+            startup_arrived(capture, running)  # posthog imported, its client built and used
             running.send_line("fork-threads")
-            threads = wait_for(running, "child-threads")[0]
-            ended = wait_for(running, "child-exit")[0]
+            threads = running.wait_for_messages("child-threads")[0]
+            ended = running.wait_for_messages("child-exit")[0]
             assert ended["code"] == 0, running.describe()
             assert threads["names"] == ["MainThread"], running.describe()
             exit_normally(running)

@@ -1,58 +1,29 @@
-"""SPEC section 4, instance ID: a canonical UUID4 made once on first need (a bot's
-start), persisted as `telemetryInstanceId`, one ID for processes that start
-together, a new one on `reset-id` (with the outbox emptied), none made by
-reading (status, preview) or while telemetry is off, and anything else found in
-the file (a UUID1 with its MAC address, the nil UUID, other spellings) replaced.
-"""
+"""The instance ID (docs/CONTRACT.md, "One instance"): a canonical UUID4 made once on
+first need (a bot's start), persisted as `telemetryInstanceId`, one ID for processes that
+start together, a new one on `reset-id` (with the outbox emptied), none made by reading
+(status, preview) or while telemetry is off, and anything else found in the file (a UUID1
+with its MAC address, the nil UUID, other spellings) replaced."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from slackonos_telemetry.telemetry.outbox import Outbox
-from tests.support.environment import CLI_TIMEOUT_SECONDS, clean_environ, run_cli
-from tests.support.state import outbox_for as state_outbox_for
-from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, read_only_config
+from tests.support.cli import CLI_TIMEOUT_SECONDS, run_cli, status_json
+from tests.support.environment import PYTHON
+from tests.support.events import assert_uuid4
+from tests.support.files import FOREIGN, assert_foreign_keys_kept, outbox_for, read_config
+from tests.support.processes import started
+from tests.support.users import read_only_config, writable_by_nobody
 
 PROCESSES = 8
-
-
-def status_json(config_path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = run_cli("--config", str(config_path), "status", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert isinstance(data, dict)
-    return data
-
-
-def assert_uuid4(value: Any) -> None:
-    assert isinstance(value, str), value
-    assert str(uuid.UUID(value)) == value.lower()
-    assert uuid.UUID(value).version == 4, value
-
-
-def file_data(config_path: Path) -> dict[str, Any]:
-    data = json.loads(config_path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def outbox_for(config_path: Path) -> Outbox:
-    return state_outbox_for(config_path)
 
 
 # What a bot does on its first need of the ID (its tracker's start), in a process of its own.
@@ -68,31 +39,14 @@ print(json.dumps({"instance_id": made.value, "where": made.where, "problem": mad
 
 def first_need_at_once(config_path: Path, processes: int = PROCESSES) -> list[dict[str, Any]]:
     """The first need of the ID in ``processes`` processes started in a tight loop."""
-    env = clean_environ()
-    children: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(processes):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", FIRST_NEED, str(config_path)],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
+    command = [PYTHON, "-c", FIRST_NEED, str(config_path)]
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(started(command)) for _ in range(processes)]
         reports = []
         for child in children:
-            out, err = child.communicate(timeout=max(deadline - time.monotonic(), 0.1))
-            assert child.returncode == 0, err
-            reports.append(json.loads(out))
+            assert child.wait_exit(CLI_TIMEOUT_SECONDS) == 0, child.describe()
+            reports.append(json.loads(child.stdout))
         return reports
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-            child.wait(timeout=5)
 
 
 @pytest.mark.parametrize("start", ["no-folder", "foreign-keys-only"])
@@ -108,7 +62,7 @@ def test_processes_starting_together_share_one_id(config_path: Path, start: str)
     (instance_id,) = ids
     assert_uuid4(instance_id)
     assert all(report["where"] == "config" for report in reports)
-    assert file_data(config_path)["telemetryInstanceId"] == instance_id
+    assert read_config(config_path)["telemetryInstanceId"] == instance_id
     if start == "foreign-keys-only":
         assert_foreign_keys_kept(config_path)
 
@@ -125,7 +79,7 @@ def test_id_persists_across_runs(config_path: Path) -> None:
 
     assert second["instance_id"] == first["instance_id"]
     assert while_disabled["instance_id"] == first["instance_id"]
-    assert file_data(config_path)["telemetryInstanceId"] == first["instance_id"]
+    assert read_config(config_path)["telemetryInstanceId"] == first["instance_id"]
 
 
 def test_reset_id_changes_persists_and_empties_the_outbox(config_path: Path) -> None:
@@ -139,7 +93,7 @@ def test_reset_id_changes_persists_and_empties_the_outbox(config_path: Path) -> 
     result = run_cli("--config", str(config_path), "reset-id")
 
     assert result.returncode == 0, result.stderr
-    new_id = file_data(config_path)["telemetryInstanceId"]
+    new_id = read_config(config_path)["telemetryInstanceId"]
     assert_uuid4(new_id)
     assert new_id != old_id
     assert old_id in result.stdout
@@ -155,9 +109,9 @@ def test_reset_id_changes_persists_and_empties_the_outbox(config_path: Path) -> 
 
 def test_reset_id_twice_gives_two_new_ids(config_path: Path) -> None:
     first = run_cli("--config", str(config_path), "reset-id")
-    id_one = file_data(config_path)["telemetryInstanceId"]
+    id_one = read_config(config_path)["telemetryInstanceId"]
     second = run_cli("--config", str(config_path), "reset-id")
-    id_two = file_data(config_path)["telemetryInstanceId"]
+    id_two = read_config(config_path)["telemetryInstanceId"]
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert_uuid4(id_one)
@@ -165,20 +119,9 @@ def test_reset_id_twice_gives_two_new_ids(config_path: Path) -> None:
     assert id_one != id_two
 
 
-@contextlib.contextmanager
-def _folder_for_nobody() -> Iterator[Path]:
-    """An empty folder in which the read-only config's user may make its state folder."""
-    base = Path(tempfile.mkdtemp(prefix="slackonos-state-"))
-    try:
-        base.chmod(0o777)
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_a_read_only_config_keeps_the_id_it_makes_in_the_state_folder() -> None:
     content = json.dumps({"adminChannel": "C0123ABCD"}) + "\n"
-    with read_only_config(content) as config, _folder_for_nobody() as writable:
+    with read_only_config(content) as config, writable_by_nobody() as writable:
         env = {"XDG_STATE_HOME": str(writable)}
         original = config.path.read_bytes()
         runs = [config.run_python("-c", FIRST_NEED, str(config.path), env=env) for _ in (1, 2)]
@@ -200,7 +143,7 @@ def test_a_read_only_config_keeps_the_id_it_makes_in_the_state_folder() -> None:
 def test_an_id_in_a_read_only_config_is_used_as_it_is() -> None:
     given = str(uuid.uuid4())
     content = json.dumps({"telemetryInstanceId": given}) + "\n"
-    with read_only_config(content) as config, _folder_for_nobody() as writable:
+    with read_only_config(content) as config, writable_by_nobody() as writable:
         env = {"XDG_STATE_HOME": str(writable)}
         result = config.run_python("-c", FIRST_NEED, str(config.path), env=env)
 
@@ -252,7 +195,7 @@ def test_an_id_that_is_not_a_canonical_uuid4_is_replaced_and_never_shown(
 
     assert_uuid4(made["instance_id"])
     assert made["instance_id"] != bad
-    assert file_data(config_path)["telemetryInstanceId"] == made["instance_id"]
+    assert read_config(config_path)["telemetryInstanceId"] == made["instance_id"]
     assert_foreign_keys_kept(config_path)
 
 

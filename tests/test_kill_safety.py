@@ -1,24 +1,22 @@
-"""SPEC section 2: writes are atomic. A writer killed with SIGKILL at any moment leaves
-the old file or the new one, whole, with every key it does not own unchanged.
-"""
+"""Writes are atomic (docs/CONTRACT.md, "The config file"). A writer killed with SIGKILL
+at any moment leaves the old file or the new one, whole, with every key it does not own
+unchanged."""
 
 from __future__ import annotations
 
 import json
 import random
-import selectors
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from slackonos_telemetry.config.store import ConfigStore
-from tests.support.environment import clean_environ
-from tests.test_config_store import FOREIGN, assert_foreign_keys_kept, leftovers
+from tests.support.environment import PYTHON, clean_environ
+from tests.support.files import FOREIGN, assert_foreign_keys_kept, leftovers
+from tests.support.processes import Process
 
-KILLS = 120
+KILLS = 60  # random moments: 60 reach the write, the rename and the fsync many times over
 SEED = 20240611
 MAX_DELAY_SECONDS = 0.030
 READY_TIMEOUT_SECONDS = 15.0
@@ -43,34 +41,8 @@ while True:
 """
 
 
-def start_writer(config_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", WRITER_SCRIPT, str(config_path)],
-        env=clean_environ(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def read_line(child: subprocess.Popen[str], timeout: float) -> str:
-    """The child's next stdout line, waiting at most ``timeout`` seconds."""
-    assert child.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(child.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"writer printed nothing within {timeout} s")
-    return child.stdout.readline()
-
-
-def reap(child: subprocess.Popen[str]) -> None:
-    if child.poll() is None:
-        child.kill()
-    child.wait(timeout=REAP_TIMEOUT_SECONDS)
-    for stream in (child.stdin, child.stdout):
-        if stream is not None:
-            stream.close()
+def start_writer(config_path: Path) -> Process:
+    return Process([PYTHON, "-c", WRITER_SCRIPT, str(config_path)], env=clean_environ())
 
 
 def test_sigkill_at_random_moments_never_damages_the_file(config_path: Path) -> None:
@@ -89,15 +61,16 @@ def test_sigkill_at_random_moments_never_damages_the_file(config_path: Path) -> 
             assert time.monotonic() - started < TEST_BUDGET_SECONDS, f"too slow at {kill_number}"
             child, spare = spare, start_writer(config_path)
             children.append(spare)
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert read_line(child, READY_TIMEOUT_SECONDS) == "looping\n"
-            time.sleep(rng.uniform(0.0, MAX_DELAY_SECONDS))
+            start = child.send_line("go")
+            looping = child.wait_for_line(
+                lambda line: line == "looping", READY_TIMEOUT_SECONDS, start=start
+            )
+            assert looping is not None, child.describe()
+            time.sleep(rng.uniform(0.0, MAX_DELAY_SECONDS))  # a random moment of its loop
 
-            child.send_signal(signal.SIGKILL)
-            assert child.wait(timeout=REAP_TIMEOUT_SECONDS) == -signal.SIGKILL
-            reap(child)
+            child.signal(signal.SIGKILL)
+            assert child.wait_exit(REAP_TIMEOUT_SECONDS) == -signal.SIGKILL, child.describe()
+            child.stop()
             children.remove(child)
 
             data = assert_foreign_keys_kept(config_path)
@@ -107,13 +80,15 @@ def test_sigkill_at_random_moments_never_damages_the_file(config_path: Path) -> 
             temp_files_seen += bool(leftovers(config_path.parent))
     finally:
         for child in children:
-            reap(child)
+            child.stop()
 
     # The writers really wrote: both values were left behind by some kill.
     assert seen_values == {True, False}
     # No writer holds the lock after its death: the next write goes through at once,
-    # and it clears the temp files that killed writers left.
-    ConfigStore(config_path).update({"telemetryEnabled": False})
-    assert assert_foreign_keys_kept(config_path)["telemetryEnabled"] is False
+    # and it clears the temp files that killed writers left. (The opposite of the last
+    # value, so that it is a real write: an update that changes nothing writes nothing.)
+    last = assert_foreign_keys_kept(config_path)["telemetryEnabled"]
+    ConfigStore(config_path).update({"telemetryEnabled": not last})
+    assert assert_foreign_keys_kept(config_path)["telemetryEnabled"] is (not last)
     assert leftovers(config_path.parent) == []
     print(f"{KILLS} kills, {temp_files_seen} left a temp file behind")

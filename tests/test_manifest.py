@@ -1,6 +1,6 @@
-"""SPEC section 8: `manifest.yaml` grants exactly what the listeners need: every event
-the plugin reacts to is subscribed, every Web API method it calls has its scope, and
-no scope or subscription goes unused. Held to `slack_surface` and, more to the
+"""`manifest.yaml` (docs/CONTRACT.md, "Run modes") grants exactly what the listeners need:
+every event the plugin reacts to is subscribed, every Web API method it calls has its
+scope, and no scope or subscription goes unused. Held to `slack_surface` and, more to the
 point, to what a real Bolt app with the plugin really does against a Slack stand-in."""
 
 from __future__ import annotations
@@ -26,19 +26,17 @@ from slackonos_telemetry.run.local_slack import (
 )
 from slackonos_telemetry.slack.plugin import TelemetryPlugin
 from slackonos_telemetry.slack.scopes import EVENT_SCOPES, INTERACTIVITY, METHOD_SCOPES
-from tests.support.bots import click_payload
 from tests.support.capture import ACCEPT, CaptureServer
-from tests.support.processes import (
+from tests.support.files import read_config, write_config
+from tests.support.processes import WAIT
+from tests.support.slack_api import BOT_TOKEN, SlackStandIn
+from tests.support.slack_requests import (
     ADMIN_USER,
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    WAIT,
+    SECRET,
+    click_payload,
     event_callback,
     message_event,
-    read_json,
-    write_json,
 )
-from tests.support.slack_api import SlackStandIn
 
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yaml"
 PRIVATE_CHANNEL_ID = "G0PRIVATE1"
@@ -137,7 +135,7 @@ def real_app(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Rea
         monkeypatch.setenv("TELEMETRY_HOST", capture.url)
         monkeypatch.setenv("TELEMETRY_SHUTDOWN_TIMEOUT", "0.5")
         client = WebClient(token=BOT_TOKEN, base_url=slack.url)
-        app = App(client=client, process_before_response=True, signing_secret=SIGNING_SECRET)
+        app = App(client=client, process_before_response=True, signing_secret=SECRET)
         plugin = register(app, config_path=str(config_path))
         try:
             yield RealApp(app, plugin, slack, config_path)
@@ -200,7 +198,7 @@ def test_what_the_real_app_does_is_what_the_manifest_grants(
     # The button on the status message.
     clicked = real_app.dispatch(_click(_the_button(status), "1700000000.000999"))
     assert {call.method for call in clicked} == {"chat.update", "chat.postEphemeral"}
-    assert read_json(real_app.config_path)["telemetryEnabled"] is False
+    assert read_config(real_app.config_path)["telemetryEnabled"] is False
     assert [call.method for call in deliver(message_event("setconfig telemetryEnabled true"))] == [
         "chat.postMessage"
     ]
@@ -237,11 +235,11 @@ def test_the_run_host_with_its_plugins_needs_nothing_more(
     """`run` serves the host bot's own listeners too: the manifest covers them."""
     from slackonos_telemetry.run.host_bot import build_host_app
 
-    write_json(config_path, {"telemetryNoticeShown": True})
+    write_config(config_path, {"telemetryNoticeShown": True})
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         monkeypatch.setenv("TELEMETRY_HOST", capture.url)
         client = WebClient(token=BOT_TOKEN, base_url=slack.url)
-        app = App(client=client, process_before_response=True, signing_secret=SIGNING_SECRET)
+        app = App(client=client, process_before_response=True, signing_secret=SECRET)
         plugins = build_host_app(app, config_path)
         try:
             bot = RealApp(app, plugins[0], slack, config_path)

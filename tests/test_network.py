@@ -17,23 +17,24 @@ server, and the misbehaving ones of ``tests/support/misbehaving.py``.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from tests.support.capture import ACCEPT, ERROR_500, HANG, REFUSE, capture_server
-from tests.support.environment import clean_environ
+from tests.support.cli import status_json
+from tests.support.events import parse_utc, uuids_of
+from tests.support.files import (
+    last_slot,
+    outbox_events,
+    outbox_for,
+    pending,
+    state_folder,
+    write_config,
+)
 from tests.support.misbehaving import (
     GZIP_BOMB,
     HUGE_BODY,
@@ -41,16 +42,8 @@ from tests.support.misbehaving import (
     TRICKLE_HEAD,
     misbehaving_server,
 )
-from tests.support.state import outbox_path, state_folder
-from tests.support.trackers import (
-    host_environ,
-    outbox_for,
-    parse_utc,
-    pending,
-    running_host,
-    uuids_of,
-    write_config,
-)
+from tests.support.processes import Finished, python_module, run_measured
+from tests.support.trackers import tracker_environ, tracker_host
 from tests.support.waiting import within
 
 INSTANCE = "44444444-4444-4444-8444-444444444444"
@@ -67,50 +60,10 @@ HEARTBEAT_WAIT_SECONDS = 40.0
 FLUSH_SECONDS = 4
 
 
-@dataclass(frozen=True)
-class Finished:
-    """A CLI run: exit code, output, wall time, and its peak resident memory."""
-
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_bytes: int
-
-    def error_line(self) -> str:
-        lines = self.stderr.splitlines()
-        assert len(lines) == 1 and "Traceback" not in self.stderr, self.stderr
-        return lines[0]
-
-
-def run_measured(config_path: Path, *args: str, env: Mapping[str, str]) -> Finished:
-    """`python -m slackonos_telemetry --config PATH ARGS`, reaped with ``os.wait4`` for its
-    own rusage (``ru_maxrss``: this child's peak, not the largest of all children)."""
-    command = [sys.executable, "-m", "slackonos_telemetry", "--config", str(config_path), *args]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            command, env=clean_environ(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err
-        )
-        try:
-            while True:
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() - started > PROCESS_LIMIT_SECONDS:
-                    process.kill()
-                    pid, status, usage = os.wait4(process.pid, 0)
-                    break
-                time.sleep(0.02)
-        except BaseException:
-            process.kill()
-            os.wait4(process.pid, 0)
-            raise
-        seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
-        out.seek(0)
-        err.seek(0)
-        return Finished(process.returncode, out.read(), err.read(), seconds, usage.ru_maxrss * 1024)
+def run_measured_cli(config_path: Path, *args: str, env: Mapping[str, str]) -> Finished:
+    """`python -m slackonos_telemetry --config PATH ARGS`, with its peak memory."""
+    command = python_module("slackonos_telemetry", "--config", str(config_path), *args)
+    return run_measured(command, env=env, limit=PROCESS_LIMIT_SECONDS)
 
 
 def waiting_events(config_path: Path, count: int = 3) -> list[str]:
@@ -125,34 +78,22 @@ def waiting_events(config_path: Path, count: int = 3) -> list[str]:
 
 
 def flush(config_path: Path, url: str, timeout: float) -> Finished:
-    return run_measured(config_path, "flush", "--timeout", f"{timeout:g}", env=host_environ(url))
-
-
-def outbox_tables(config_path: Path) -> dict[str, Any]:
-    """The outbox file as JSON, read without its lock (a half-written file reads as {})."""
-    try:
-        data = json.loads(outbox_path(config_path).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return run_measured_cli(
+        config_path, "flush", "--timeout", f"{timeout:g}", env=tracker_environ(url)
+    )
 
 
 def heartbeat_uuids(config_path: Path) -> set[str]:
     return {
-        str(document.get("uuid"))
-        for table in outbox_tables(config_path).values()
-        if isinstance(table, dict)
-        for document in table.values()
-        if isinstance(document, dict) and document.get("event") == "heartbeat"
+        str(event.get("uuid"))
+        for event in outbox_events(config_path)
+        if event.get("event") == "heartbeat"
     }
 
 
 def heartbeats_made(config_path: Path) -> tuple[int, int]:
     """(heartbeat events in the outbox, the session's last heartbeat slot)."""
-    session = outbox_tables(config_path).get("session", {})
-    state = session.get("1", {}) if isinstance(session, dict) else {}
-    last_slot = state.get("lastSlot", 0) if isinstance(state, dict) else 0
-    return len(heartbeat_uuids(config_path)), last_slot if isinstance(last_slot, int) else 0
+    return len(heartbeat_uuids(config_path)), last_slot(config_path)
 
 
 # -- an overall deadline, not a per-read timeout ----------------------------------------------
@@ -200,12 +141,12 @@ def test_a_running_bot_keeps_making_heartbeats_while_answers_trickle(config_path
     # next request carries it. Counted in events made and slots, not in seconds.
     write_config(config_path, {"telemetryNoticeShown": True})
     with misbehaving_server(TRICKLE_HEAD) as server:
-        env = host_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
-        with running_host(config_path, env=env) as host:
+        env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
+        with tracker_host(config_path, env=env) as host:
             second = server.wait_for(2, timeout=HEARTBEAT_WAIT_SECONDS)
-            made, last_slot = heartbeats_made(config_path)
+            made, slot = heartbeats_made(config_path)
             assert second, (
-                f"{made} heartbeat(s) made, last slot {last_slot}, "
+                f"{made} heartbeat(s) made, last slot {slot}, "
                 f"{len(server.arrivals)} request(s)\n{host.stderr}"
             )
             first, then = server.arrivals[:2]
@@ -216,7 +157,7 @@ def test_a_running_bot_keeps_making_heartbeats_while_answers_trickle(config_path
     made_since = (set(then.uuids) - set(first.uuids)) & heartbeats
     assert made_since, f"no heartbeat made behind the first request: {first}, {then}"
     # One heartbeat per slot at most: missed slots are skipped, not made in a burst.
-    assert 1 <= made <= last_slot, (made, last_slot)
+    assert 1 <= made <= slot, (made, slot)
 
 
 # -- at most a few KB of an answer ------------------------------------------------------------
@@ -300,18 +241,10 @@ def test_flush_to_a_failing_endpoint_says_it_is_still_waiting(
 # -- status --json -----------------------------------------------------------------------
 
 
-def status_json(config_path: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    finished = run_measured(config_path, "status", "--json", env=env)
-    assert finished.code == 0, finished
-    data = json.loads(finished.stdout)
-    assert isinstance(data, dict)
-    return data
-
-
 def test_status_json_after_a_real_delivery(config_path: Path) -> None:
     waiting_events(config_path)
     with capture_server(ACCEPT) as server:
-        env = host_environ(server.url)
+        env = tracker_environ(server.url)
         before = status_json(config_path, env)
         flushed_from = datetime.now(timezone.utc).replace(microsecond=0)
         finished = flush(config_path, server.url, 20)

@@ -16,20 +16,13 @@ from tinydb import TinyDB
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from slackonos_telemetry.telemetry.outbox import EVENTS_TABLE
 from tests.support.capture import ACCEPT, REFUSE, CaptureServer, capture_server
-from tests.support.state import make_state_folder
-from tests.support.trackers import (
-    outbox_for,
-    outbox_path,
-    pending,
-    read_config,
-    running_tracker,
-    status_json,
-    uuid_counts,
-    uuids_of,
-)
+from tests.support.cli import status_json
+from tests.support.events import uuid_counts, uuids_of
+from tests.support.files import make_state_folder, outbox_for, outbox_path, pending, read_config
+from tests.support.trackers import running_tracker
 from tests.support.waiting import wait_until
 
-CAPACITY = 1000  # SPEC section 4
+CAPACITY = 1000  # docs/CONTRACT.md, "Delivery"
 INSTANCE = "22222222-2222-4222-8222-222222222222"
 
 

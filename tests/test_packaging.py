@@ -268,7 +268,7 @@ def test_the_license_file_is_mit_with_the_authors_copyright() -> None:
     assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
 
 
-# From tests/test_operator_items.py, where these two started.
+# The license as setuptools >= 77 reads it: an SPDX string, and no warning when building.
 
 
 def test_the_license_is_an_spdx_string_as_setuptools_77_wants() -> None:

@@ -1,5 +1,6 @@
-"""SPEC section 7, `preview` and `flush`: the exact JSON handed to the SDK, and sending
-the outbox now with a bounded wait. The CLI runs as `python -m slackonos_telemetry`.
+"""`preview` and `flush` (docs/CONTRACT.md, "CLI"; the Slack preview, "Slack commands"): the
+exact JSON handed to the SDK, and sending the outbox now with a bounded wait. The CLI runs
+as `python -m slackonos_telemetry`.
 """
 
 from __future__ import annotations
@@ -11,34 +12,40 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from posthog.version import VERSION as POSTHOG_VERSION
 
-from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
+from slackonos_telemetry._version import __version__
+from slackonos_telemetry.telemetry.events import EventName, RuntimeFacts, make_event
+from tests.support.bots import base_config, code_block, open_testbed
 from tests.support.capture import (
     HANG,
     REFUSE,
     CaptureServer,
     capture_server,
 )
-from tests.support.environment import run_cli
-from tests.support.trackers import (
+from tests.support.cli import run_cli
+from tests.support.environment import REPO
+from tests.support.events import (
     EVENT_KEYS,
     EVENT_PROPERTIES,
     SDK_PROPERTIES,
     assert_uuid4,
-    host_environ,
-    outbox_for,
     own_properties,
     parse_utc,
-    pending,
-    running_tracker,
     uuid_counts,
     uuids_of,
-    write_config,
 )
+from tests.support.files import outbox_for, pending, write_config
+from tests.support.processes import GENEROUS_SHUTDOWN, WAIT
+from tests.support.trackers import running_tracker, tracker_environ, tracker_host
 from tests.support.waiting import within
 
 RELEASE = "v-preview-test"
 INSTANCE = "33333333-3333-4333-8333-333333333333"
+# The instance, version and release of a host bot whose run the preview reports.
+HOST_INSTANCE = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+HOST_VERSION = "7.7.7-host"
+HOST_RELEASE = "host-release-2024.06"
 
 
 @pytest.fixture
@@ -113,6 +120,85 @@ def test_preview_of_an_unknown_event_is_bad_usage(config_path: Path) -> None:
     assert result.stdout == ""
 
 
+# -- a preview that is exact: what the bot last ran with, the SDK's properties included
+# (docs/CONTRACT.md, "CLI" and "Slack commands") ---------------------------------------------
+
+
+def _cli_preview(config_path: Path, name: str, cwd: Path) -> tuple[dict[str, Any], str]:
+    result = run_cli("--config", str(config_path), "preview", name, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data, result.stderr
+
+
+def test_preview_before_any_run_says_it_uses_this_packages_version(
+    config_path: Path, tmp_path: Path
+) -> None:
+    event, said = _cli_preview(config_path, "heartbeat", tmp_path)
+    assert event["properties"]["app_version"] == __version__
+    assert "app_version: this package's version" in said, said
+    assert "release: " in said, said
+
+
+def test_cli_preview_uses_what_the_bot_last_ran_with_and_is_what_arrived(
+    config_path: Path,
+) -> None:
+    write_config(config_path, {"telemetryInstanceId": HOST_INSTANCE})
+    with capture_server() as capture:
+        env = tracker_environ(
+            capture.url,
+            SLACKONOS_RELEASE=HOST_RELEASE,
+            TELEMETRY_SHUTDOWN_TIMEOUT=GENEROUS_SHUTDOWN,
+        )
+        with tracker_host(config_path, "--app-version", HOST_VERSION, env=env) as host:
+            assert capture.wait_for_events(1, "startup", timeout=WAIT), host.stderr
+            host.send_line("exit")
+            assert host.wait_exit(30) == 0, host.stderr
+        assert capture.wait_for_events(1, "shutdown", timeout=WAIT)
+        received = {event["event"]: event for event in capture.events}
+
+    # Run where `git describe` gives another label, without SLACKONOS_RELEASE: the
+    # preview must still say what the bot sent, and where each value came from.
+    for name in ("startup", "shutdown"):
+        preview, said = _cli_preview(config_path, name, REPO)
+        assert preview["properties"]["app_version"] == HOST_VERSION
+        assert preview["properties"]["release"] == HOST_RELEASE
+        assert "app_version: what the bot last ran with" in said, said
+        assert "release: what the bot last ran with" in said, said
+        # Exactly what arrived, the SDK's own properties ($lib, $os, ...) included.
+        assert preview["event"] == received[name]["event"]
+        assert preview["distinct_id"] == received[name]["distinct_id"]
+        assert preview["properties"] == received[name]["properties"], name
+        assert preview["properties"]["$lib_version"] == POSTHOG_VERSION
+    # Kept beside the outbox, not in the user's config file.
+    assert HOST_VERSION not in config_path.read_text(encoding="utf-8")
+
+
+def test_slack_preview_is_the_heartbeat_that_arrives(
+    monkeypatch: pytest.MonkeyPatch, config_path: Path
+) -> None:
+    monkeypatch.setenv("TELEMETRY_HEARTBEAT_SECONDS", "1")
+    with open_testbed(monkeypatch, config_path) as bed:
+        bed.write_config(base_config())
+        bot = bed.start(app_version="4.5.6-slack", release="slack-release")
+        assert bed.capture.wait_for_events(1, "heartbeat", timeout=WAIT), bed.capture.events
+        text = str(bot.answer("telemetry preview").params["text"])
+        received = bed.capture.events_named("heartbeat")[0]
+
+    assert "exactly" in text and "SDK's own properties included" in text, text
+    preview = json.loads(code_block(text))
+    assert preview["properties"]["app_version"] == "4.5.6-slack"
+    assert preview["properties"]["release"] == "slack-release"
+    assert preview["distinct_id"] == received["distinct_id"]
+    # The uptime is whole hours: the same 0 in the preview and in the heartbeat.
+    assert preview["properties"] == received["properties"]
+    assert preview["properties"]["$lib_version"] == POSTHOG_VERSION
+
+
+# -- flush ---------------------------------------------------------------------------------------
+
+
 def _waiting_events(config_path: Path, count: int = 3) -> list[dict[str, Any]]:
     write_config(config_path, {"telemetryInstanceId": INSTANCE, "adminChannel": "C0123ABCD"})
     facts = RuntimeFacts.gather("1.0", RELEASE)
@@ -126,7 +212,7 @@ def _waiting_events(config_path: Path, count: int = 3) -> list[dict[str, Any]]:
 def test_flush_sends_the_outbox_and_exits_0(server: CaptureServer, config_path: Path) -> None:
     waiting = _waiting_events(config_path)
     result = run_cli(
-        "--config", str(config_path), "flush", "--timeout", "10", env=host_environ(server.url)
+        "--config", str(config_path), "flush", "--timeout", "10", env=tracker_environ(server.url)
     )
     assert result.returncode == 0, result.stderr
     assert pending(config_path) == []
@@ -152,7 +238,7 @@ def test_flush_gives_up_after_its_timeout_and_keeps_the_outbox(
         "flush",
         "--timeout",
         f"{timeout:g}",
-        env=host_environ(server.url),
+        env=tracker_environ(server.url),
         timeout=timeout + 20,
     )
     took = time.monotonic() - started
@@ -171,3 +257,15 @@ def test_flush_with_a_bad_timeout_is_bad_usage(config_path: Path, value: str) ->
     assert result.returncode == 2
     assert value in _one_line(result.stderr)
     assert uuids_of(pending(config_path)) == uuids_of(waiting)
+
+
+def test_flush_with_debug_on_and_events_waiting_keeps_them_and_exits_1(config_path: Path) -> None:
+    write_config(config_path, {"telemetryInstanceId": HOST_INSTANCE})
+    facts = RuntimeFacts.gather("1.0", "r1")
+    outbox_for(config_path).add(make_event(EventName.STARTUP, HOST_INSTANCE, facts, 0.0))
+
+    result = run_cli("--config", str(config_path), "flush", env={"TELEMETRY_DEBUG": "1"})
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "TELEMETRY_DEBUG" in result.stderr and "1 event(s) kept" in result.stderr
+    assert len(pending(config_path)) == 1

@@ -1,4 +1,4 @@
-"""SPEC sections 6-8: `run` in the local console, as a person runs it: a real
+"""`run` in the local console (docs/CONTRACT.md, "Run modes"), as a person runs it: a real
 subprocess, lines typed on its stdin, answers read from its stdout, telemetry
 sent to a local PostHog capture server."""
 
@@ -6,25 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from tests.support.bots import BOOLEAN_WORDS
 from tests.support.capture import ACCEPT, REFUSE, CaptureServer
-from tests.support.processes import (
-    BOOLEAN_WORDS,
-    SHUTDOWN_TIMEOUT,
-    WAIT,
-    BotProcess,
-    bot_process,
-    interrupt,
-    outbox_events,
-    read_json,
-    write_json,
-)
+from tests.support.cli import cli_process
+from tests.support.files import outbox_events, read_config, write_config
+from tests.support.processes import WAIT, Process
 from tests.support.waiting import within
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 OPT_OUT_ATTEMPTS = 4
 STATUS_ON_DEFAULT = re.compile(r"^bot> Telemetry is on \(source: default\)", re.MULTILINE)
@@ -46,15 +42,15 @@ def capture() -> Iterator[CaptureServer]:
 @contextlib.contextmanager
 def console(
     config_path: Path, capture: CaptureServer, shutdown_timeout: float = SHUTDOWN_TIMEOUT
-) -> Iterator[BotProcess]:
+) -> Iterator[Process]:
     env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": str(shutdown_timeout)}
     args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
-    with bot_process(*args, env=env) as bot:
-        assert bot.wait_for_stdout(lambda out: "Ctrl-D" in out or "help" in out), bot.describe()
+    with cli_process(*args, env=env) as bot:
+        assert bot.wait_for_output(lambda out: "Ctrl-D" in out or "help" in out), bot.describe()
         yield bot
 
 
-def ask(bot: BotProcess, line: str, answer: re.Pattern[str] | str) -> str:
+def ask(bot: Process, line: str, answer: re.Pattern[str] | str) -> str:
     """Type ``line``; the bot's answer (a `bot>` line and its indented lines) that
     matches ``answer``, once printed. Other output (the first-run notice) is skipped."""
     start = bot.send_line(line)
@@ -64,10 +60,10 @@ def ask(bot: BotProcess, line: str, answer: re.Pattern[str] | str) -> str:
         blocks = re.findall(r"^bot> .*(?:\n    .*)*", output, re.MULTILINE)
         return next((block for block in blocks if pattern.search(block)), None)
 
-    assert bot.wait_for_stdout(lambda out: matching(out) is not None, WAIT, start), (
+    assert bot.wait_for_output(lambda out: matching(out) is not None, WAIT, start), (
         f"no answer matching {pattern.pattern!r} to {line!r}\n{bot.describe()}"
     )
-    found = matching("\n".join(bot.stdout_lines()[start:]))
+    found = matching("\n".join(bot.lines()[start:]))
     assert found is not None
     return found
 
@@ -108,20 +104,20 @@ def test_console_answers_each_line_and_delivers_shutdown_on_eof(
             f"no shutdown event at the capture server: {capture.events}\n{bot.describe()}"
         )
         (shutdown,) = capture.events_named("shutdown")
-        assert shutdown["distinct_id"] == read_json(config_path)["telemetryInstanceId"]
+        assert shutdown["distinct_id"] == read_config(config_path)["telemetryInstanceId"]
         assert not [event for event in outbox_events(config_path) if event["event"] == "shutdown"]
 
 
 def test_console_setconfig_saves_to_the_file_and_stops_sending(
     config_path: Path, capture: CaptureServer
 ) -> None:
-    write_json(config_path, {"gongLimit": 3, "telemetryNoticeShown": True})
+    write_config(config_path, {"gongLimit": 3, "telemetryNoticeShown": True})
     with console(config_path, capture) as bot:
         answer = ask(bot, "setconfig telemetryEnabled false", "saved to")
         assert str(config_path) in answer, answer
         assert "false" in answer, answer
 
-        saved = read_json(config_path)
+        saved = read_config(config_path)
         assert saved["telemetryEnabled"] is False
         assert saved["gongLimit"] == 3, "the host's keys are kept"
 
@@ -132,7 +128,7 @@ def test_console_setconfig_saves_to_the_file_and_stops_sending(
         code, _ = bot.timed_exit(bot.close_stdin)
 
         assert code == 0, bot.describe()
-        assert read_json(config_path)["telemetryEnabled"] is False
+        assert read_config(config_path)["telemetryEnabled"] is False
         assert not capture.events_named("shutdown"), "a shutdown event was sent after opt-out"
 
 
@@ -161,13 +157,13 @@ def test_console_with_posthog_unreachable_answers_and_exits_within_the_deadline(
 
 
 def test_console_ctrl_c_shuts_down_gracefully(config_path: Path, capture: CaptureServer) -> None:
-    write_json(config_path, {"telemetryNoticeShown": True})
+    write_config(config_path, {"telemetryNoticeShown": True})
     with console(config_path, capture) as bot:
         ask(bot, "telemetry status", STATUS_ON_DEFAULT)
         # The SDK is loaded once the startup event is in: the deadline is for sending.
         assert capture.wait_for_events(1, "startup", timeout=WAIT), bot.describe()
 
-        code, _ = bot.timed_exit(interrupt(bot))
+        code, _ = bot.timed_exit(signal.SIGINT)
 
         assert code == 0, bot.describe()
         assert "Traceback" not in bot.stderr, bot.describe()
@@ -177,22 +173,22 @@ def test_console_ctrl_c_shuts_down_gracefully(config_path: Path, capture: Captur
 def test_console_opt_out_as_the_first_line_leaves_no_event_behind(
     tmp_path: Path, capture: CaptureServer
 ) -> None:
-    """SPEC 4: disabling empties the outbox at once, and no event is made while off.
-    An admin who opts out the moment the bot starts, and stops it right after, must
-    find nothing waiting. The tracker's first event races with the opt-out, so this
-    tries a few fresh starts."""
+    """docs/CONTRACT.md, "Off means off": disabling empties the outbox at once, and no
+    event is made while off. An admin who opts out the moment the bot starts, and stops
+    it right after, must find nothing waiting. The tracker's first event races with the
+    opt-out, so this tries a few fresh starts."""
     env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
     for attempt in range(OPT_OUT_ATTEMPTS):
         config_path = tmp_path / f"bot{attempt}" / "config.json"
-        write_json(config_path, {"telemetryNoticeShown": True})
+        write_config(config_path, {"telemetryNoticeShown": True})
         args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             bot.send_line("setconfig telemetryEnabled false")
             bot.send_line("telemetry status")
             code, _ = bot.timed_exit(bot.close_stdin)
             assert code == 0, bot.describe()
             assert "Telemetry is off (source: config)" in bot.stdout, bot.describe()
-        assert read_json(config_path)["telemetryEnabled"] is False
+        assert read_config(config_path)["telemetryEnabled"] is False
         left = outbox_events(config_path)
         opted_out_at = config_path.stat().st_mtime
         assert left == [], (
@@ -204,4 +200,4 @@ def test_console_opt_out_as_the_first_line_leaves_no_event_behind(
 
 
 def _config_or_empty(path: Path) -> dict[str, object]:
-    return read_json(path) if path.exists() else {}
+    return read_config(path) if path.exists() else {}

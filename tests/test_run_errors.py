@@ -1,4 +1,4 @@
-"""SPEC sections 7-8: how `run` refuses to start. Bad usage or bad input: exit 2 and
+"""How `run` refuses (docs/CONTRACT.md, "Run modes") to start. Bad usage or bad input: exit 2 and
 one clear line on stderr, no traceback. A bot that cannot reach Slack: exit 1 with
 a clear line. And which mode `run` picks when none is given."""
 
@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.capture import ACCEPT, CaptureServer
-from tests.support.processes import (
-    APP_TOKEN,
-    BOT_TOKEN,
-    PROG_ERROR,
-    SHUTDOWN_TIMEOUT,
-    SIGNING_SECRET,
-    error_lines,
-    free_port,
-    run_bot,
-)
-from tests.support.slack_api import SlackStandIn
+from tests.support.cli import PROG_ERROR, error_lines, run_cli
+from tests.support.processes import free_port
+from tests.support.slack_api import APP_TOKEN, BOT_TOKEN, SlackStandIn
+from tests.support.slack_requests import SECRET
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 USAGE_CASES = [
     pytest.param(["--socket"], {}, ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"), id="socket-no-tokens"),
@@ -41,7 +36,7 @@ USAGE_CASES = [
     ),
     pytest.param(
         ["--http", "3000"],
-        {"SLACK_SIGNING_SECRET": SIGNING_SECRET},
+        {"SLACK_SIGNING_SECRET": SECRET},
         ("SLACK_BOT_TOKEN",),
         id="http-no-bot-token",
     ),
@@ -60,7 +55,7 @@ USAGE_CASES = [
 def test_bad_run_usage_exits_2_with_one_clear_line(
     config_path: Path, args: list[str], env: dict[str, str], named: tuple[str, ...]
 ) -> None:
-    result = run_bot("--config", str(config_path), "run", *args, env=env)
+    result = run_cli("--config", str(config_path), "run", *args, env=env)
 
     assert result.returncode == 2, result
     lines = result.stderr.splitlines()
@@ -78,7 +73,7 @@ def test_run_without_tokens_or_a_terminal_refuses_instead_of_starting_the_demo(
     # A container or a service manager: no tokens, stdin not a terminal. The demo would
     # read nothing, end at once and report success.
     with CaptureServer(ACCEPT) as capture:
-        result = run_bot("--config", str(config_path), "run", env={"TELEMETRY_HOST": capture.url})
+        result = run_cli("--config", str(config_path), "run", env={"TELEMETRY_HOST": capture.url})
         assert capture.requests == []
 
     assert result.returncode == 2, result
@@ -92,7 +87,7 @@ def test_run_without_tokens_or_a_terminal_refuses_instead_of_starting_the_demo(
 def test_run_console_given_explicitly_runs_on_any_stdin(config_path: Path) -> None:
     with CaptureServer(ACCEPT) as capture:
         env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": "5"}
-        result = run_bot("--config", str(config_path), "run", "--console", env=env)
+        result = run_cli("--config", str(config_path), "run", "--console", env=env)
 
     assert result.returncode == 0, result
     assert "console" in result.stdout.splitlines()[0].lower(), result.stdout
@@ -124,7 +119,7 @@ def test_run_with_both_tokens_tries_socket_mode_and_fails_clearly_without_it(
     """The stand-in answers apps.connections.open with socket_mode_not_enabled."""
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         env = _bot_env(slack.url, capture, SLACK_APP_TOKEN=APP_TOKEN)
-        result = run_bot("--config", str(config_path), "run", env=env)
+        result = run_cli("--config", str(config_path), "run", env=env)
         opened = slack.calls("apps.connections.open")
 
     assert [call.token for call in opened] == [APP_TOKEN], "run picked Socket Mode"
@@ -142,8 +137,8 @@ def test_http_port_in_use_fails_clearly(config_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = _bot_env(slack.url, capture, SLACK_SIGNING_SECRET=SIGNING_SECRET)
-        result = run_bot("--config", str(config_path), "run", "--http", str(port), env=env)
+        env = _bot_env(slack.url, capture, SLACK_SIGNING_SECRET=SECRET)
+        result = run_cli("--config", str(config_path), "run", "--http", str(port), env=env)
 
     assert result.returncode == 1, result
     error = _one_clear_error(result.stderr)
@@ -158,8 +153,8 @@ def test_http_bot_that_cannot_sign_in_fails_clearly(config_path: Path, problem: 
             url = slack.url
         else:
             url = f"http://127.0.0.1:{free_port()}/api/"
-        env = _bot_env(url, capture, SLACK_SIGNING_SECRET=SIGNING_SECRET)
-        result = run_bot("--config", str(config_path), "run", "--http", str(free_port()), env=env)
+        env = _bot_env(url, capture, SLACK_SIGNING_SECRET=SECRET)
+        result = run_cli("--config", str(config_path), "run", "--http", str(free_port()), env=env)
 
     assert result.returncode == 1, result
     error = _one_clear_error(result.stderr)

@@ -1,11 +1,12 @@
-"""SPEC section 8: `run --http PORT`, as deployed: a real subprocess serving the Events
-API on 127.0.0.1, Slack-signed requests, Web API calls to a local Slack stand-in,
-telemetry to a local PostHog capture server, stopped by a real SIGTERM."""
+"""`run --http PORT` (docs/CONTRACT.md, "Run modes"), as deployed: a real subprocess
+serving the Events API on 127.0.0.1, Slack-signed requests, Web API calls to a local Slack
+stand-in, telemetry to a local PostHog capture server, stopped by a real SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,33 +15,28 @@ from pathlib import Path
 import pytest
 
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID
-from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.capture import ACCEPT, CaptureServer, capture_server
+from tests.support.cli import cli_process
+from tests.support.files import read_config, write_config
 from tests.support.processes import (
-    BOT_TOKEN,
-    SHUTDOWN_TIMEOUT,
-    SIGNING_SECRET,
+    GENEROUS_SHUTDOWN,
     WAIT,
-    BotProcess,
-    bot_process,
+    Process,
     connects,
-    event_callback,
     free_port,
-    message_event,
-    post_json,
-    read_json,
-    signed_headers,
-    terminate,
     wait_for_port,
-    write_json,
 )
-from tests.support.slack_api import SlackStandIn
+from tests.support.slack_api import BOT_TOKEN, SlackStandIn
+from tests.support.slack_requests import SECRET, event_callback, message_event, post, signed_headers
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 CHAT_METHODS = ("chat.postMessage", "chat.postEphemeral", "chat.update")
 
 
 @dataclass
 class HttpBot:
-    bot: BotProcess
+    bot: Process
     slack: SlackStandIn
     capture: CaptureServer
     port: int
@@ -52,7 +48,7 @@ class HttpBot:
 
     def post(self, text: str, headers: dict[str, str] | None = None) -> int:
         body = json.dumps(event_callback(message_event(text, channel=ADMIN_CHANNEL_ID)))
-        return post_json(self.url, body, signed_headers(body) if headers is None else headers)
+        return post(self.url, body, signed_headers(body) if headers is None else headers)
 
     def chat_calls(self) -> list[str]:
         return [
@@ -65,18 +61,18 @@ class HttpBot:
 @contextlib.contextmanager
 def http_bot(config_path: Path, *extra_args: str) -> Iterator[HttpBot]:
     # The notice was shown before: every chat call in these tests answers a request.
-    write_json(config_path, {"gongLimit": 3, "telemetryNoticeShown": True})
+    write_config(config_path, {"gongLimit": 3, "telemetryNoticeShown": True})
     port = free_port()
     with SlackStandIn() as slack, CaptureServer(ACCEPT) as capture:
         env = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": slack.url,
             "TELEMETRY_HOST": capture.url,
             "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
         }
         args = ("--config", str(config_path), "run", "--http", str(port), *extra_args)
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             wait_for_port(port, bot)
             yield HttpBot(bot, slack, capture, port, config_path)
 
@@ -95,13 +91,13 @@ def test_http_answers_a_signed_command_and_stops_on_sigterm(config_path: Path) -
 
         # The SDK is loaded once the startup event is in: the deadline is for sending.
         assert http.capture.wait_for_events(1, "startup", timeout=WAIT), http.bot.describe()
-        code, _ = http.bot.timed_exit(terminate(http.bot))
+        code, _ = http.bot.timed_exit(signal.SIGTERM)
 
         assert code == 0, http.bot.describe()
         assert "Traceback" not in http.bot.stderr, http.bot.describe()
         shutdown = http.capture.events_named("shutdown")
         assert len(shutdown) == 1, f"{http.capture.events}\n{http.bot.describe()}"
-        assert shutdown[0]["distinct_id"] == read_json(config_path)["telemetryInstanceId"]
+        assert shutdown[0]["distinct_id"] == read_config(config_path)["telemetryInstanceId"]
         assert http.chat_calls() == [f"chat.postMessage: {answer.params['text']}"]
 
 
@@ -121,7 +117,7 @@ def test_http_refuses_a_bad_signature_with_401_and_does_nothing(
             "no signature": {},
         }[forgery]
 
-        assert post_json(http.url, body, headers) == 401
+        assert post(http.url, body, headers) == 401
 
         # A signed request after it is answered, and sees telemetry still on.
         assert http.post("telemetry status") == 200
@@ -129,12 +125,12 @@ def test_http_refuses_a_bad_signature_with_401_and_does_nothing(
         assert answers, http.bot.describe()
         assert str(answers[0].params["text"]).startswith("Telemetry is on"), answers[0].params
 
-        code, _ = http.bot.timed_exit(terminate(http.bot))
+        code, _ = http.bot.timed_exit(signal.SIGTERM)
         assert code == 0, http.bot.describe()
         # Once the bot has ended, every piece of work it accepted is done: the forged
         # request made no Web API call and changed nothing.
         assert http.chat_calls() == [f"chat.postMessage: {answers[0].params['text']}"]
-        assert "telemetryEnabled" not in read_json(config_path)
+        assert "telemetryEnabled" not in read_config(config_path)
 
 
 def test_http_binds_127_0_0_1_by_default(config_path: Path) -> None:
@@ -143,5 +139,33 @@ def test_http_binds_127_0_0_1_by_default(config_path: Path) -> None:
         # Another loopback address reaches a socket bound to 0.0.0.0, not one bound
         # to 127.0.0.1.
         assert not connects("127.0.0.2", http.port), "--http listens on every address"
-        code, _ = http.bot.timed_exit(terminate(http.bot))
+        code, _ = http.bot.timed_exit(signal.SIGTERM)
         assert code == 0, http.bot.describe()
+
+
+def test_ctrl_c_stops_an_http_bot_cleanly(config_path: Path) -> None:
+    write_config(config_path, {"telemetryNoticeShown": True})
+    port = free_port()
+    slack = SlackStandIn()
+    with slack, capture_server() as capture:
+        env = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.url,
+            "TELEMETRY_HOST": capture.url,
+            "TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN,
+        }
+        args = ("--config", str(config_path), "run", "--http", str(port))
+        with cli_process(*args, env=env) as bot:
+            wait_for_port(port, bot)
+            body = json.dumps(event_callback(message_event("telemetry status")))
+            url = f"http://127.0.0.1:{port}/slack/events"
+            assert post(url, body, signed_headers(body)) == 200
+            assert slack.wait_for_calls("chat.postMessage", 1, WAIT), bot.describe()
+            assert capture.wait_for_events(1, "startup", timeout=WAIT), bot.describe()
+
+            code, _ = bot.timed_exit(lambda: bot.signal(signal.SIGINT))
+
+            assert code == 0, bot.describe()
+            assert "Traceback" not in bot.stderr, bot.describe()
+        assert len(capture.events_named("shutdown")) == 1, capture.events

@@ -1,40 +1,32 @@
-"""SPEC section 8: `run --socket` against a Socket Mode stand-in: Slack's WebSocket end
-on 127.0.0.1 (the `websockets` library), the Web API stand-in handing out its URL
-from apps.connections.open, the bot a real subprocess stopped by a real SIGTERM."""
+"""`run --socket` (docs/CONTRACT.md, "Run modes") against a Socket Mode stand-in: Slack's
+WebSocket end on 127.0.0.1 (the `websockets` library), the Web API stand-in handing out
+its URL from apps.connections.open, the bot a real subprocess stopped by a real
+SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID
 from tests.support.capture import ACCEPT, HANG, CaptureServer
-from tests.support.processes import (
-    APP_TOKEN,
-    BOT_TOKEN,
-    SHUTDOWN_TIMEOUT,
-    WAIT,
-    BotProcess,
-    SocketModeStandIn,
-    bot_process,
-    event_callback,
-    events_api_envelope,
-    message_event,
-    outbox_events,
-    read_json,
-    terminate,
-    write_json,
-)
-from tests.support.slack_api import SlackStandIn
+from tests.support.cli import cli_process
+from tests.support.files import outbox_events, read_config, write_config
+from tests.support.processes import WAIT, Process
+from tests.support.slack_api import APP_TOKEN, BOT_TOKEN, SlackStandIn, SocketModeStandIn
+from tests.support.slack_requests import event_callback, events_api_envelope, message_event
 from tests.support.waiting import within
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 
 @dataclass
 class SocketBot:
-    bot: BotProcess
+    bot: Process
     slack: SlackStandIn
     socket_mode: SocketModeStandIn
     capture: CaptureServer
@@ -42,7 +34,7 @@ class SocketBot:
 
 @contextlib.contextmanager
 def socket_bot(config_path: Path, *run_args: str) -> Iterator[SocketBot]:
-    write_json(config_path, {"telemetryNoticeShown": True})
+    write_config(config_path, {"telemetryNoticeShown": True})
     with (
         SocketModeStandIn() as socket_mode,
         SlackStandIn() as slack,
@@ -56,7 +48,7 @@ def socket_bot(config_path: Path, *run_args: str) -> Iterator[SocketBot]:
             "TELEMETRY_HOST": capture.url,
             "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT),
         }
-        with bot_process("--config", str(config_path), "run", *run_args, env=env) as bot:
+        with cli_process("--config", str(config_path), "run", *run_args, env=env) as bot:
             connected = socket_mode.wait_for_connection(WAIT)
             assert connected is not None, f"no Socket Mode connection\n{bot.describe()}"
             yield SocketBot(bot, slack, socket_mode, capture)
@@ -84,13 +76,13 @@ def test_socket_mode_acks_the_envelope_and_answers(config_path: Path) -> None:
         assert answers[0].token == BOT_TOKEN
 
         assert run.capture.wait_for_events(1, "startup", timeout=WAIT), run.bot.describe()
-        code, _ = run.bot.timed_exit(terminate(run.bot))
+        code, _ = run.bot.timed_exit(signal.SIGTERM)
 
         assert code == 0, run.bot.describe()
         assert "Traceback" not in run.bot.stderr, run.bot.describe()
         shutdown = run.capture.events_named("shutdown")
         assert len(shutdown) == 1, f"{run.capture.events}\n{run.bot.describe()}"
-        assert shutdown[0]["distinct_id"] == read_json(config_path)["telemetryInstanceId"]
+        assert shutdown[0]["distinct_id"] == read_config(config_path)["telemetryInstanceId"]
         acks = [f for f in run.socket_mode.frames() if f.get("envelope_id") == envelope_id]
         assert len(acks) == 1, run.socket_mode.frames()
 
@@ -106,7 +98,7 @@ def test_socket_mode_sigterm_exits_within_the_deadline_when_posthog_hangs(
         assert connection.ping().wait(WAIT), "the bot did not answer a ping"
         run.capture.set_mode(HANG)
 
-        code, took = run.bot.timed_exit(terminate(run.bot))
+        code, took = run.bot.timed_exit(signal.SIGTERM)
 
         assert code == 0, run.bot.describe()
         assert took <= within(SHUTDOWN_TIMEOUT), (
@@ -123,5 +115,5 @@ def test_run_with_both_tokens_defaults_to_socket_mode(config_path: Path) -> None
         (opened,) = run.slack.calls("apps.connections.open")
         assert opened.token == APP_TOKEN
         assert "console" not in run.bot.stdout.lower()
-        code, _ = run.bot.timed_exit(terminate(run.bot))
+        code, _ = run.bot.timed_exit(signal.SIGTERM)
         assert code == 0, run.bot.describe()

@@ -1,4 +1,5 @@
-"""SPEC section 3: where `enabled`, the API key and the host come from, first match wins.
+"""Settings (docs/CONTRACT.md, "Settings"): where `enabled`, the API key and the host come
+from, first match wins, and a run in CI is not counted.
 
 Every case writes a real config file (or none) in a temp dir and resolves the
 settings from it with an explicit environment, as the plugin and the CLI do.
@@ -15,7 +16,11 @@ import pytest
 
 from slackonos_telemetry.config.settings import resolve_settings
 from slackonos_telemetry.telemetry.consent import Consent, Decision, decide
-from tests.support.environment import run_cli
+from tests.support.capture import capture_server
+from tests.support.cli import run_cli, status_json
+from tests.support.files import pending, write_config
+from tests.support.processes import GENEROUS_SHUTDOWN, WAIT
+from tests.support.trackers import tracker_environ, tracker_host
 
 # The defaults are spelled out from the spec, not imported from the code under test.
 SPEC_DEFAULT_API_KEY = "phc_dkh7jm9oxMh7lLKr8TRBY0eKQ5Jn708pXk9McRC0qlO"
@@ -469,3 +474,64 @@ def _json_error_position(text: str) -> tuple[int, int]:
     except json.JSONDecodeError as exc:
         return exc.lineno, exc.colno
     raise AssertionError("expected invalid JSON")
+
+
+# -- CI runs are not counted (docs/CONTRACT.md, "On, off and withheld", its fifth rule) ---------
+
+CI_TRUE_WORDS = ("true", "1", "TRUE", "yes", "on")
+CI_NOT_TRUE = ("false", "0", "no", "")
+
+
+@pytest.mark.parametrize("ci", CI_TRUE_WORDS)
+def test_ci_set_to_a_true_word_turns_telemetry_off_by_default(config_path: Path, ci: str) -> None:
+    text = run_cli("--config", str(config_path), "status", env={"CI": ci})
+    assert text.returncode == 0, text.stderr
+    # Withheld, not an opt-out: not counted, and no real run's waiting events discarded.
+    assert text.stdout.splitlines()[0] == "Telemetry: withheld (source: env:CI)", text.stdout
+    assert "CI" in text.stdout.splitlines()[1], "the reason is given"
+
+    report = status_json(config_path, env={"CI": ci})
+    assert report["enabled"] is False
+    assert report["source"] == "env:CI"
+    assert report["reason"] and "CI" in report["reason"]
+    assert not config_path.exists(), "status writes nothing"
+
+
+@pytest.mark.parametrize("ci", CI_NOT_TRUE)
+def test_ci_set_to_anything_but_a_true_word_does_not_turn_telemetry_off(
+    config_path: Path, ci: str
+) -> None:
+    report = status_json(config_path, env={"CI": ci})
+    assert (report["enabled"], report["source"]) == (True, "default")
+
+
+@pytest.mark.parametrize(
+    ("where", "source"),
+    [("TELEMETRY_ENABLED", "env:TELEMETRY_ENABLED"), ("telemetryEnabled", "config")],
+)
+def test_an_explicit_enable_wins_over_ci(config_path: Path, where: str, source: str) -> None:
+    env = {"CI": "true"}
+    if where == "TELEMETRY_ENABLED":
+        env["TELEMETRY_ENABLED"] = "true"
+    else:
+        write_config(config_path, {"telemetryEnabled": True})
+    report = status_json(config_path, env=env)
+    assert (report["enabled"], report["source"]) == (True, source)
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["CI", "CI+TELEMETRY_ENABLED=true"])
+def test_a_bot_run_by_its_test_suite_in_ci_is_not_counted(config_path: Path, counted: bool) -> None:
+    with capture_server() as capture:
+        extra = {"CI": "true", "TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN}
+        if counted:
+            extra["TELEMETRY_ENABLED"] = "true"
+        with tracker_host(config_path, env=tracker_environ(capture.url, **extra)) as host:
+            if counted:
+                assert capture.wait_for_events(1, "startup", timeout=WAIT), host.stderr
+            host.send_line("exit")
+            assert host.wait_exit(30) == 0, host.stderr
+        if counted:
+            assert {event["event"] for event in capture.events} == {"startup", "shutdown"}
+        else:
+            assert capture.requests == [], "a CI run was counted"
+            assert pending(config_path) == []

@@ -1,6 +1,7 @@
-"""SPEC section 4, shutdown: on SIGTERM, SIGINT and a normal exit a `shutdown` event is
-made and delivery tried until TELEMETRY_SHUTDOWN_TIMEOUT, never longer; the host's
-own handlers keep running and decide how the process ends.
+"""Shutdown (docs/CONTRACT.md, "Living in the host's process"): on SIGTERM, SIGINT and a
+normal exit a `shutdown` event is made and delivery tried until
+TELEMETRY_SHUTDOWN_TIMEOUT, never longer; the host's own handlers keep running and decide
+how the process ends.
 
 Each test runs tests/support/tracker_host.py as a real process and sends it real
 signals; the capture server on loopback is the PostHog it talks to.
@@ -9,8 +10,6 @@ signals; the capture server on loopback is the PostHog it talks to.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,10 @@ from tests.support.capture import (
     CaptureServer,
     capture_server,
 )
-from tests.support.environment import clean_environ
-from tests.support.trackers import Host, host_environ, pending, running_host
+from tests.support.environment import PYTHON
+from tests.support.files import pending
+from tests.support.processes import Process, started
+from tests.support.trackers import tracker_environ, tracker_host
 from tests.support.waiting import wait_until, within
 
 SHUTDOWN_TIMEOUT = 1.0
@@ -39,10 +40,10 @@ def server() -> Iterator[CaptureServer]:
 
 
 def _accepting_env(server: CaptureServer) -> dict[str, str]:
-    return host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=GENEROUS_TIMEOUT)
+    return tracker_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=GENEROUS_TIMEOUT)
 
 
-def _started(host: Host, server: CaptureServer) -> None:
+def _started(host: Process, server: CaptureServer) -> None:
     """The startup event arrived: the tracker runs and its SDK is loaded."""
     assert server.wait_for_events(1, name="startup", timeout=15), (server.events, host.stderr)
 
@@ -58,9 +59,9 @@ def _shutdown_received_at(server: CaptureServer) -> float:
 
 
 def test_sigterm_delivers_the_shutdown_event(server: CaptureServer, config_path: Path) -> None:
-    with running_host(config_path, env=_accepting_env(server)) as host:
+    with tracker_host(config_path, env=_accepting_env(server)) as host:
         _started(host, server)
-        host.process.send_signal(signal.SIGTERM)
+        host.signal(signal.SIGTERM)
         # No handler of the host's: it ends as SIGTERM's default action ends it.
         assert host.wait_exit(15) == -signal.SIGTERM
     shutdown = server.events_named("shutdown")
@@ -71,9 +72,9 @@ def test_sigterm_delivers_the_shutdown_event(server: CaptureServer, config_path:
 
 
 def test_normal_exit_delivers_the_shutdown_event(server: CaptureServer, config_path: Path) -> None:
-    with running_host(config_path, env=_accepting_env(server)) as host:
+    with tracker_host(config_path, env=_accepting_env(server)) as host:
         _started(host, server)
-        host.send("exit")
+        host.send_line("exit")
         assert host.wait_exit(15) == 0
     assert len(server.events_named("shutdown")) == 1, server.events
 
@@ -92,16 +93,18 @@ def test_shutdown_never_takes_longer_than_its_timeout(
     server: CaptureServer, config_path: Path, mode: str, trigger: str, own: str, exit_code: int
 ) -> None:
     server.set_mode(mode)
-    env = host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
-    with running_host(config_path, "--own", own, "--own-signals", "TERM", env=env) as host:
+    env = tracker_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
+    with tracker_host(config_path, "--own", own, "--own-signals", "TERM", env=env) as host:
         # Events wait and the SDK is in use: the tracker is trying to send them.
         assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
-        assert wait_until(lambda: host.modules()["posthog_loaded"], 10, interval=0.1)
+        assert wait_until(
+            lambda: host.ask("modules", "modules")["posthog_loaded"], 10, interval=0.1
+        )
         started = time.monotonic()
         if trigger == "exit":
-            host.send("exit")
+            host.send_line("exit")
         else:
-            host.process.send_signal(signal.SIGTERM)
+            host.signal(signal.SIGTERM)
         code = host.wait_exit(SHUTDOWN_TIMEOUT + 15)
         took = time.monotonic() - started
     assert code == exit_code, (host.stdout, host.stderr)
@@ -116,9 +119,9 @@ def test_the_hosts_own_handler_runs_after_the_shutdown_event_and_decides_the_exi
     server: CaptureServer, config_path: Path, signame: str
 ) -> None:
     signum = signal.Signals[signame]
-    with running_host(config_path, "--own", "exit3", env=_accepting_env(server)) as host:
+    with tracker_host(config_path, "--own", "exit3", env=_accepting_env(server)) as host:
         _started(host, server)
-        host.process.send_signal(signum)
+        host.signal(signum)
         assert host.wait_exit(15) == 3, (host.stdout, host.stderr)
     handler = host.messages("handler")
     assert [message["signal"] for message in handler] == [signum], host.stdout
@@ -130,13 +133,13 @@ def test_the_hosts_own_handler_runs_after_the_shutdown_event_and_decides_the_exi
 def test_a_host_handler_that_returns_keeps_the_process_running(
     server: CaptureServer, config_path: Path
 ) -> None:
-    with running_host(config_path, "--own", "print", env=_accepting_env(server)) as host:
+    with tracker_host(config_path, "--own", "print", env=_accepting_env(server)) as host:
         _started(host, server)
-        host.process.send_signal(signal.SIGTERM)
-        handler = host.wait_for_message("handler", 15)
+        host.signal(signal.SIGTERM)
+        handler = host.wait_for_messages("handler", 1, 15)[0]
         assert _shutdown_received_at(server) <= handler["monotonic"]
         assert host.ask("ping", "pong")["pid"] == host.pid  # still serving
-        host.send("exit")
+        host.send_line("exit")
         assert host.wait_exit(15) == 0
     assert len(server.events_named("shutdown")) == 1, server.events  # once, not again at exit
 
@@ -144,9 +147,9 @@ def test_a_host_handler_that_returns_keeps_the_process_running(
 def test_sigint_with_pythons_default_handler_still_raises_keyboard_interrupt(
     server: CaptureServer, config_path: Path
 ) -> None:
-    with running_host(config_path, env=_accepting_env(server)) as host:
+    with tracker_host(config_path, env=_accepting_env(server)) as host:
         _started(host, server)
-        host.process.send_signal(signal.SIGINT)
+        host.signal(signal.SIGINT)
         assert host.wait_exit(15) == 130, (host.stdout, host.stderr)
     interrupted = host.messages("keyboard-interrupt")
     assert len(interrupted) == 1, host.stdout
@@ -174,22 +177,13 @@ time.sleep(60)
 def test_a_ctrl_c_traceback_shows_the_host_as_without_the_plugin(
     server: CaptureServer, config_path: Path
 ) -> None:
-    env = clean_environ(_accepting_env(server))
-    with subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_HOST, str(config_path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            _started_at(server)
-            child.send_signal(signal.SIGINT)
-            _, stderr = child.communicate(timeout=15)
-        finally:
-            if child.poll() is None:
-                child.kill()
+    command = [PYTHON, "-c", CTRL_C_HOST, str(config_path)]
+    with started(command, env=_accepting_env(server)) as child:
+        assert child.wait_for_line(lambda line: line == "ready") is not None, child.describe()
+        _started_at(server)
+        child.signal(signal.SIGINT)
+        assert child.wait_exit(15) is not None, child.describe()
+        stderr = child.stderr
     assert child.returncode == -signal.SIGINT, stderr
     traceback_lines = [line for line in stderr.splitlines() if line.startswith("  File ")]
     assert traceback_lines, stderr
@@ -207,14 +201,14 @@ def test_a_host_that_ignores_sigterm_keeps_ignoring_it(
     server: CaptureServer, config_path: Path
 ) -> None:
     args = ("--own", "ignore", "--own-signals", "TERM")
-    with running_host(config_path, *args, env=_accepting_env(server)) as host:
+    with tracker_host(config_path, *args, env=_accepting_env(server)) as host:
         _started(host, server)
-        host.process.send_signal(signal.SIGTERM)
+        host.signal(signal.SIGTERM)
         # Any Python-level handler would run before the main thread reads this line.
         assert host.ask("ping", "pong")["pid"] == host.pid
-        assert host.process.poll() is None
+        assert host.poll() is None
         assert server.events_named("shutdown") == []
-        host.send("exit")
+        host.send_line("exit")
         assert host.wait_exit(15) == 0
     assert len(server.events_named("shutdown")) == 1, server.events  # the normal exit's
 
@@ -223,10 +217,10 @@ def test_shutdown_event_is_delivered_when_the_server_accepts_after_an_outage(
     server: CaptureServer, config_path: Path
 ) -> None:
     server.set_mode(REFUSE)
-    with running_host(config_path, env=_accepting_env(server)) as host:
+    with tracker_host(config_path, env=_accepting_env(server)) as host:
         assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
         server.set_mode(ACCEPT)
-        host.process.send_signal(signal.SIGTERM)
+        host.signal(signal.SIGTERM)
         assert host.wait_exit(15) == -signal.SIGTERM
     names = sorted(event["event"] for event in server.events)
     assert names == ["shutdown", "startup"], names

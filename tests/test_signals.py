@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,23 +25,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.capture import HANG, CaptureServer
-from tests.support.processes import (
-    APP_TOKEN,
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    BotProcess,
-    SocketModeStandIn,
-    bot_process,
-    free_port,
-    outbox_events,
-    program,
-    write_json,
-)
-from tests.support.slack_api import SlackStandIn
+from tests.support.cli import cli_process
+from tests.support.environment import PYTHON, REPO
+from tests.support.files import outbox_events, write_config
+from tests.support.processes import Process, free_port, started
+from tests.support.slack_api import APP_TOKEN, BOT_TOKEN, SlackStandIn, SocketModeStandIn
+from tests.support.slack_requests import SECRET
 from tests.support.waiting import wait_until, within
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 WAIT = 30.0  # a bot starting, or delivering its startup event, on a loaded machine
 SHUTDOWN_TIMEOUT = 1.0
 TERM, INT = signal.SIGTERM, signal.SIGINT
@@ -74,7 +63,7 @@ class PortTaken(Exception):
 
 @dataclass
 class Running:
-    process: BotProcess
+    process: Process
     capture: CaptureServer
     config: Path
 
@@ -94,30 +83,30 @@ def _env(capture: CaptureServer, **extra: str) -> dict[str, str]:
 def running(target: str, folder: Path) -> Iterator[Running]:
     """``target`` started on a config of its own, its startup event delivered."""
     config = folder / "config.json"
-    write_json(config, {"telemetryNoticeShown": True})
+    write_config(config, {"telemetryNoticeShown": True})
     with contextlib.ExitStack() as stack:
         capture = stack.enter_context(CaptureServer())
         if target.startswith("host"):
             command = [PYTHON, "-m", "tests.support.hosts.signal_host", "--config", str(config)]
             command += HOST_OPTIONS[target]
-            process = stack.enter_context(program(command, env=_env(capture), cwd=folder))
-            assert process.wait_for_stdout(lambda out: '"ready"' in out, WAIT), process.describe()
+            process = stack.enter_context(started(command, env=_env(capture), cwd=folder))
+            assert process.wait_for_output(lambda out: '"ready"' in out, WAIT), process.describe()
         elif target == "run-http":
             slack = stack.enter_context(SlackStandIn())
             port = free_port()
             env = _env(
                 capture,
                 SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                SLACK_SIGNING_SECRET=SECRET,
                 SLACK_API_URL=slack.url,
             )
             args = ("--config", str(config), "run", "--http", str(port))
-            process = stack.enter_context(bot_process(*args, env=env, cwd=folder))
+            process = stack.enter_context(cli_process(*args, env=env, cwd=folder))
             # Its own word that it listens (another server may have taken the port since
             # free_port() looked: then this attempt is void, and the caller starts over).
             listening = f"listening on http://127.0.0.1:{port}/"
-            wait_until(lambda: listening in process.stderr or process.proc.poll() is not None, WAIT)
-            if process.proc.poll() is not None and "Address already in use" in process.stderr:
+            wait_until(lambda: listening in process.stderr or process.poll() is not None, WAIT)
+            if process.poll() is not None and "Address already in use" in process.stderr:
                 raise PortTaken(port)
             assert listening in process.stderr, process.describe()
         else:
@@ -131,7 +120,7 @@ def running(target: str, folder: Path) -> Iterator[Running]:
                 SLACK_API_URL=slack.url,
             )
             args = ("--config", str(config), "run", "--socket")
-            process = stack.enter_context(bot_process(*args, env=env, cwd=folder))
+            process = stack.enter_context(cli_process(*args, env=env, cwd=folder))
             assert socket_mode.wait_for_connection(WAIT) is not None, process.describe()
         # The SDK is loaded and used: the shutdown will be a real send, to a PostHog
         # that never answers it.
@@ -197,17 +186,16 @@ def signal_and_time(
     return code, time.monotonic() - started
 
 
-def storm(process: BotProcess) -> None:
+def storm(process: Process) -> None:
     """SIGTERM and SIGINT in turn, a few a millisecond, until the process ends (bounded):
     some land wherever our handler, the host's, or our exit hook happen to be."""
     deadline = time.monotonic() + within(SHUTDOWN_TIMEOUT) + WAIT
     for signum in itertools.cycle((TERM, INT)):
-        if process.proc.poll() is not None or time.monotonic() > deadline:
+        if process.poll() is not None or time.monotonic() > deadline:
             return
         with contextlib.suppress(ProcessLookupError):
             process.signal(signum)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.proc.wait(STORM_SPACING)  # the end is what is waited for
+        process.wait_gone(STORM_SPACING)  # the end is what is waited for
 
 
 PORT_ATTEMPTS = 3

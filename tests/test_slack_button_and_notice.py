@@ -1,4 +1,5 @@
-"""SPEC section 6: the status button, the first-run notice, and which channel is the admin's."""
+"""docs/CONTRACT.md, "Slack commands" and "First run": the status button, the first-run
+notice, and which channel is the admin's."""
 
 from __future__ import annotations
 
@@ -11,14 +12,13 @@ from tests.support.bots import (
     ADMIN,
     DISABLE_WAYS,
     GENERAL,
-    OTHER_USER,
     Testbed,
     base_config,
     button_label,
-    new_ts,
     open_testbed,
     toggle_button,
 )
+from tests.support.slack_requests import OTHER_USER, new_ts
 
 HOST_ONLY = {"gongLimit": 3, "defaultRoom": "Kitchen"}
 
@@ -93,6 +93,57 @@ def test_button_outside_the_admin_channel_changes_nothing(bed: Testbed) -> None:
     bot.settle()
     assert bed.config_bytes() == before
     assert bed.slack.calls("chat.update") == []
+
+
+def _file_state(path: Path) -> tuple[bytes, int, int]:
+    info = path.stat()
+    return path.read_bytes(), info.st_mtime_ns, info.st_ino
+
+
+@pytest.mark.parametrize("start_on", [True, False], ids=["on", "off"])
+def test_clicking_into_the_state_already_saved_answers_already_and_writes_nothing(
+    bed: Testbed, start_on: bool
+) -> None:
+    bed.write_config(base_config(telemetryEnabled=start_on))
+    bot = bed.start()
+    button = toggle_button(bot.answer("telemetry status").blocks())
+    # The answer comes after the status is updated: once it is in, the click is done.
+    first = bot.next_call(
+        "chat.postEphemeral", lambda: bot.click(button, channel=ADMIN, message_ts=new_ts())
+    )
+    assert "already" not in str(first.params["text"]), first.params
+    assert bed.config()["telemetryEnabled"] is (not start_on)
+    before = _file_state(bed.config_path)
+
+    # The same button on an older status message (a second admin, a second click).
+    answer = bot.next_call(
+        "chat.postEphemeral", lambda: bot.click(button, channel=ADMIN, message_ts=new_ts())
+    )
+
+    text = str(answer.params["text"])
+    word = "true" if not start_on else "false"
+    assert "already" in text and word in text, text
+    assert "→" not in text and "saved to" not in text, text
+    bot.settle()
+    assert _file_state(bed.config_path) == before, "the config file was written"
+
+
+def test_a_click_outside_the_admin_channel_is_refused_in_words_for_a_click(bed: Testbed) -> None:
+    before = bed.write_config(base_config(telemetryEnabled=True))
+    bot = bed.start()
+    button = toggle_button(bot.answer("telemetry status").blocks())
+
+    answer = bot.next_call(
+        "chat.postEphemeral",
+        lambda: bot.click(button, channel=GENERAL, message_ts=new_ts(), user=OTHER_USER),
+    )
+
+    text = str(answer.params["text"])
+    assert "admin command" not in text and "`the telemetry button`" not in text, text
+    assert "button" in text and ADMIN in text, text
+    assert "Nothing was changed" in text, text
+    bot.settle()
+    assert bed.config_bytes() == before
 
 
 # -- the first-run notice -----------------------------------------------------------------------

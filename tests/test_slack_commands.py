@@ -1,4 +1,5 @@
-"""SPEC section 6, the command table: each admin command through a real Bolt app over HTTP."""
+"""The command table (docs/CONTRACT.md, "Slack commands"): each admin command through a
+real Bolt app over HTTP."""
 
 from __future__ import annotations
 
@@ -20,14 +21,12 @@ from tests.support.bots import (
     base_config,
     button_label,
     code_block,
-    is_uuid4,
     open_testbed,
-    outbox_events,
-    outbox_path,
     toggle_button,
 )
 from tests.support.capture import ACCEPT, REFUSE
-from tests.support.trackers import COMMON_PROPERTIES, SDK_PROPERTIES
+from tests.support.events import COMMON_PROPERTIES, SDK_PROPERTIES, is_uuid4
+from tests.support.files import outbox_events, outbox_path
 from tests.support.waiting import wait_until
 
 SPEC_PROPERTIES = COMMON_PROPERTIES

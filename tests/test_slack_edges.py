@@ -41,21 +41,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackonos_telemetry import register
 from slackonos_telemetry.run.local_slack import ADMIN_CHANNEL_ID, ApiCall
-from tests.support import processes, signing
-from tests.support.bots import (
-    ADMIN,
-    BOT,
-    SECRET,
-    Testbed,
-    base_config,
-    event_body,
-    message_event,
-    open_testbed,
-    signature_headers,
-)
+from tests.support.bots import ADMIN, BOT, HostListeners, Testbed, base_config, open_testbed
 from tests.support.capture import CaptureServer
+from tests.support.files import outbox_meta, read_config, write_config
+from tests.support.processes import Process, free_port, started, wait_for_port
 from tests.support.slack_api import SlackStandIn
-from tests.support.state import outbox_path
+from tests.support.slack_requests import (
+    SECRET,
+    event_body,
+    event_callback,
+    message_event,
+    post,
+    signed_headers,
+)
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,49 +88,11 @@ HOSTILE: dict[str, tuple[str, str]] = {
 }
 
 
-class HostEars:
-    """A host's own listeners: every message and mention heard, "host ping" answered."""
-
-    def __init__(self) -> None:
-        self.heard: list[tuple[str, str]] = []
-        self._guard = threading.Lock()
-
-    def hear(self, event: dict[str, Any]) -> bool:
-        """Note ``event``; True when it asks for an answer."""
-        with self._guard:
-            self.heard.append((str(event.get("type")), str(event.get("text"))))
-        return event.get("text") == "host ping"
-
-    def counts(self) -> Counter[tuple[str, str]]:
-        with self._guard:
-            return Counter(self.heard)
-
-    def install(self, app: App) -> None:
-        @app.event("message")
-        def on_message(event: dict[str, Any], say: Any) -> None:
-            if self.hear(event):
-                say(text="host pong")
-
-        @app.event("app_mention")
-        def on_mention(event: dict[str, Any]) -> None:
-            self.hear(event)
-
-    def install_async(self, app: AsyncApp) -> None:
-        @app.event("message")
-        async def on_message(event: dict[str, Any], say: Any) -> None:
-            if self.hear(event):
-                await say(text="host pong")
-
-        @app.event("app_mention")
-        async def on_mention(event: dict[str, Any]) -> None:
-            self.hear(event)
-
-
 def timed_post(url: str, text: str, kind: str = "message", **fields: Any) -> float:
     """Post ``text`` as Slack does; the seconds until the app's HTTP 200 (the ack)."""
     body = event_body(message_event(text, kind=kind, **fields))
     started = time.monotonic()
-    status = signing.post(url, body, signature_headers(body), timeout=CLIENT_TIMEOUT)
+    status = post(url, body, signed_headers(body), timeout=CLIENT_TIMEOUT)
     took = time.monotonic() - started
     assert status == 200, f"HTTP {status} for a {len(text)}-character {kind}"
     return took
@@ -175,7 +135,7 @@ def ack_costs(url: str, rounds: int = ROUNDS) -> AckCosts:
     return AckCosts(min(short), {name: min(times) for name, times in hostile.items()}, posted)
 
 
-def assert_heard_untouched(ears: HostEars, expected: Counter[tuple[str, str]]) -> None:
+def assert_heard_untouched(ears: HostListeners, expected: Counter[tuple[str, str]]) -> None:
     # The host's listeners run after the ack (Bolt's executor, or the loop): bounded wait.
     wait_until(lambda: ears.counts() == expected, WAIT)
     found = ears.counts()
@@ -195,7 +155,7 @@ def bed(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Testbed]
 
 def test_a_long_message_of_any_shape_costs_a_sync_app_nothing(bed: Testbed) -> None:
     bed.write_config(base_config(adminChannel=ADMIN))
-    ears = HostEars()
+    ears = HostListeners(answers="ping")
     bot = bed.start(setup=ears.install)
 
     costs = ack_costs(bot.server.url)
@@ -289,7 +249,7 @@ def test_a_long_message_costs_an_async_app_nothing_and_the_next_is_answered_prom
     bed: Testbed,
 ) -> None:
     bed.write_config(base_config(adminChannel=ADMIN))
-    ears = HostEars()
+    ears = HostListeners(answers="ping")
     with async_bot(bed, setup=ears.install_async) as bot:
         costs = ack_costs(bot.url, rounds=3)
         costs.assert_nothing_more()
@@ -366,7 +326,7 @@ ACCESS_LINE = re.compile(r"^access <(?P<pid>\d+)> retry=(?P<retry>\S+) tag=(?P<t
 
 @dataclass
 class Workers:
-    server: processes.BotProcess
+    server: Process
     url: str
     slack: SlackStandIn
     capture: CaptureServer
@@ -376,10 +336,10 @@ class Workers:
 
     def post(self, body: str, tag: str, retry: int = 0) -> int:
         self.posted += 1
-        headers = {**processes.signed_headers(body, GUNICORN_SECRET), TAG_HEADER: tag}
+        headers = {**signed_headers(body, GUNICORN_SECRET), TAG_HEADER: tag}
         if retry:
             headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
-        return processes.post_json(self.url, body, headers)
+        return post(self.url, body, headers)
 
     def burst(self, bodies: list[str], tag: str, retry: int = 0) -> None:
         """Post all of ``bodies`` at once: gunicorn's sync workers take one each."""
@@ -390,7 +350,7 @@ class Workers:
     def access(self) -> list[tuple[int, str, str]]:
         """(pid, retry, tag) of every request logged so far, in order."""
         found = []
-        for line in self.server.stdout_lines():
+        for line in self.server.lines():
             match = ACCESS_LINE.match(line)
             if match:
                 found.append((int(match["pid"]), match["retry"], match["tag"]))
@@ -428,13 +388,13 @@ class Workers:
 
 
 def callback_body(text: str) -> str:
-    return json.dumps(processes.event_callback(processes.message_event(text)))
+    return json.dumps(event_callback(message_event(text)))
 
 
 @contextlib.contextmanager
 def gunicorn_workers(config_path: Path) -> Iterator[Workers]:
-    processes.write_json(config_path, {"telemetryNoticeShown": True, "adminChannel": ADMIN})
-    port = processes.free_port()
+    write_config(config_path, {"telemetryNoticeShown": True, "adminChannel": ADMIN})
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -463,8 +423,8 @@ def gunicorn_workers(config_path: Path) -> Iterator[Workers]:
             "TELEMETRY_SHUTDOWN_TIMEOUT": "1",
             "PYTHONPATH": str(REPO),
         }
-        with processes.program(command, env=env, cwd=config_path.parent) as server:
-            processes.wait_for_port(port, server, timeout=30)
+        with started(command, env=env, cwd=config_path.parent) as server:
+            wait_for_port(port, server, timeout=30)
             url = f"http://127.0.0.1:{port}/slack/events"
             workers = Workers(server, url, slack, capture, config_path)
             try:
@@ -479,21 +439,15 @@ def gunicorn_workers(config_path: Path) -> Iterator[Workers]:
 
 def slack_events_claimed(config_path: Path) -> list[str]:
     """The messages claimed in the state folder (read without its lock)."""
-    data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
-    meta = data.get("meta", {})
-    found: list[str] = []
-    for document in meta.values() if isinstance(meta, dict) else []:
-        if isinstance(document, dict):
-            found += list(document.get("slackEvents", []))
-    return found
+    return list(outbox_meta(config_path).get("slackEvents", []))
 
 
 def test_a_retried_command_runs_once_whichever_worker_each_retry_lands_on(
     config_path: Path,
 ) -> None:
     with gunicorn_workers(config_path) as workers:
-        first_id = processes.read_json(config_path)["telemetryInstanceId"]
-        reset = processes.event_callback(processes.message_event("telemetry reset-id"))
+        first_id = read_config(config_path)["telemetryInstanceId"]
+        reset = event_callback(message_event("telemetry reset-id"))
         reset_body = json.dumps(reset)
         assert workers.post(reset_body, "reset") == 200
         for retry in (1, 2, 3):  # same body, same event_id; a new signature each time
@@ -503,7 +457,7 @@ def test_a_retried_command_runs_once_whichever_worker_each_retry_lands_on(
         config_after_reset = config_path.read_bytes()
         claimed_after_reset = slack_events_claimed(config_path)
 
-        status = processes.event_callback(processes.message_event("telemetry status"))
+        status = event_callback(message_event("telemetry status"))
         status_body = json.dumps(status)
         assert workers.post(status_body, "status") == 200
         workers.burst([status_body] * 6, "status", 1)
@@ -515,7 +469,7 @@ def test_a_retried_command_runs_once_whichever_worker_each_retry_lands_on(
 
     assert len(landed_on) >= 2, f"every retry landed on one worker: {workers.access()}"
     assert len(answers) == 1, [call.params["text"] for call in answers]
-    new_id = processes.read_json(config_path)["telemetryInstanceId"]
+    new_id = read_config(config_path)["telemetryInstanceId"]
     assert new_id != first_id and new_id in answers[0].params["text"], answers[0].params
     assert ephemeral == [], [call.params for call in ephemeral]
     reset_key = f"{ADMIN_CHANNEL_ID}:{reset['event']['ts']}"

@@ -18,15 +18,8 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from slackonos_telemetry.run.local_slack import ApiCall
-from tests.support.bots import (
-    ADMIN,
-    GENERAL,
-    Testbed,
-    base_config,
-    new_ts,
-    open_testbed,
-    toggle_button,
-)
+from tests.support.bots import ADMIN, GENERAL, Testbed, base_config, open_testbed, toggle_button
+from tests.support.slack_requests import new_ts
 
 HOSTILE = "<!channel> <!here> <@U0ADMIN01> <https://evil.example|click> &lt;x&gt; & <b>"
 # What the plugin itself may put in as markup: a link to a channel by its ID.

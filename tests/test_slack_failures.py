@@ -1,4 +1,4 @@
-"""SPEC sections 2, 3 and 6: env overrides, a broken config file and a save that fails,
+"""Env overrides (docs/CONTRACT.md, "Settings"), a broken config file and a save that fails,
 as an admin meets them in Slack."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bots import INSTANCE_ID, Testbed, base_config, open_testbed, write_config
+from tests.support.bots import INSTANCE_ID, Testbed, base_config, open_testbed
+from tests.support.files import write_config
 
 BROKEN_JSON = '{\n  "gongLimit": 3,\n  "telemetryEnabled": tru\n}\n'
 WRITE_ERRORS = tuple(os.strerror(code) for code in (errno.EPERM, errno.EACCES, errno.EROFS))

@@ -1,4 +1,5 @@
-"""SPEC section 6: Slack formatting is removed before parsing, for messages and mentions."""
+"""Slack formatting (docs/CONTRACT.md, "Slack commands") is removed before parsing, for
+messages and mentions."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""SPEC sections 5 and 6: which requests the plugin answers, where, how often, and which
-it leaves to the host; request verification; registering and auto-loading."""
+"""Which requests (docs/CONTRACT.md, "Auto-loading" and "Slack commands") the plugin
+answers, where, how often, and which it leaves to the host; request verification;
+registering and auto-loading."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -12,26 +14,30 @@ from typing import Any
 
 import pytest
 from slack_bolt import App, Say
+from slack_sdk import WebClient
 
 from slackonos_telemetry import load_plugins, register
 from slackonos_telemetry.slack.plugin import TelemetryPlugin
 from tests.support.bots import (
     ADMIN,
-    ADMIN_USER,
     BOT,
-    BOT_ID,
     GENERAL,
-    SECRET,
     Testbed,
     base_config,
+    open_testbed,
+    toggle_button,
+)
+from tests.support.slack_api import SlackStandIn
+from tests.support.slack_requests import (
+    ADMIN_USER,
+    BOT_ID,
+    SECRET,
     click_body,
     event_body,
     message_event,
     new_ts,
-    open_testbed,
     post,
-    signature_headers,
-    toggle_button,
+    signed_headers,
 )
 
 
@@ -136,13 +142,13 @@ def test_a_mention_outside_the_admin_channel_is_refused_too(bed: Testbed) -> Non
 
 
 def _forged(body: str) -> dict[str, dict[str, str]]:
-    good = signature_headers(body)
+    good = signed_headers(body)
     stale_stamp = int(time.time()) - 10 * 60
     return {
-        "wrong-secret": signature_headers(body, secret="not-the-signing-secret"),
-        "tampered-body": signature_headers(body.replace("false", "true")),
-        "stale-timestamp": signature_headers(body, timestamp=stale_stamp),
-        "future-timestamp": signature_headers(body, timestamp=int(time.time()) + 10 * 60),
+        "wrong-secret": signed_headers(body, secret="not-the-signing-secret"),
+        "tampered-body": signed_headers(body.replace("false", "true")),
+        "stale-timestamp": signed_headers(body, timestamp=stale_stamp),
+        "future-timestamp": signed_headers(body, timestamp=int(time.time()) + 10 * 60),
         "no-signature": {"X-Slack-Request-Timestamp": good["X-Slack-Request-Timestamp"]},
         "no-headers": {},
     }
@@ -167,7 +173,7 @@ def test_a_request_without_a_valid_signature_gets_401_and_does_nothing(
     body = event_body(message_event("setconfig telemetryEnabled false"))
     calls_before = len(bed.slack.calls())
 
-    status = post(bot.server.url, body, "application/json", _forged(body)[forgery])
+    status = post(bot.server.url, body, _forged(body)[forgery])
 
     assert status == 401
     assert len(bed.slack.calls()) == calls_before, "a Web API call for a forged request"
@@ -186,8 +192,8 @@ def test_a_forged_button_click_gets_401_and_changes_nothing(bed: Testbed) -> Non
     status = post(
         bot.server.url,
         body,
+        signed_headers(body, secret="wrong"),
         "application/x-www-form-urlencoded",
-        signature_headers(body, secret="wrong"),
     )
 
     assert status == 401
@@ -344,6 +350,56 @@ def test_registering_twice_answers_once(bed: Testbed) -> None:
     assert bed.config()["telemetryEnabled"] is False
 
 
+# -- a second register -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    """A Bolt app whose plugins send nothing (and so hook no signal in this process)."""
+    monkeypatch.setenv("TELEMETRY_ENABLED", "false")
+    with SlackStandIn() as slack:
+        yield App(client=WebClient(token="xoxb-test", base_url=slack.url), signing_secret=SECRET)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and record.name.startswith("slackonos_telemetry")
+    ]
+
+
+def test_a_second_register_with_another_config_warns_naming_both_paths(
+    quiet_app: App, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, other = tmp_path / "a" / "config.json", tmp_path / "b" / "config.json"
+    plugin = register(quiet_app, config_path=str(first))
+    try:
+        with caplog.at_level(logging.WARNING, logger="slackonos_telemetry"):
+            again = register(quiet_app, config_path=str(other))
+        assert again is plugin
+        assert plugin.config_path == first, "the first path is kept"
+        (warning,) = _warnings(caplog)
+        assert str(first) in warning and str(other) in warning, warning
+    finally:
+        plugin.shutdown(timeout=0.5)
+
+
+@pytest.mark.parametrize("spelling", ["Path", "relative"])
+def test_a_second_register_naming_the_same_file_another_way_does_not_warn(
+    quiet_app: App, tmp_path: Path, caplog: pytest.LogCaptureFixture, spelling: str
+) -> None:
+    path = tmp_path / "config" / "config.json"  # the working directory is tmp_path
+    plugin = register(quiet_app, config_path=str(path))
+    try:
+        same: str | Path = path if spelling == "Path" else "config/config.json"
+        with caplog.at_level(logging.WARNING, logger="slackonos_telemetry"):
+            register(quiet_app, config_path=same)
+        assert _warnings(caplog) == []
+    finally:
+        plugin.shutdown(timeout=0.5)
+
+
 # -- auto-loading -----------------------------------------------------------------------------
 
 
@@ -377,5 +433,5 @@ def test_the_signing_secret_is_the_apps(bed: Testbed) -> None:
     bed.write_config(base_config())
     bot = bed.start()
     body = event_body(message_event("setconfig telemetryEnabled"))
-    assert post(bot.server.url, body, "application/json", signature_headers(body, SECRET)) == 200
+    assert post(bot.server.url, body, signed_headers(body, SECRET)) == 200
     assert bed.slack.wait_for_calls("chat.postMessage", 1)

@@ -1,4 +1,4 @@
-"""SPEC section 6 and the Slack-input contract, as units: formatting comes off a command in
+"""Slack text as units (docs/CONTRACT.md, "Slack commands"): formatting comes off a command in
 time linear in the message's length, whatever its shape, and every value put into a
 Slack message is escaped for mrkdwn."""
 
@@ -146,7 +146,7 @@ def test_only_the_bots_own_leading_mention_comes_off() -> None:
     assert parse_command(f"telemetry status <@{BOT}>", BOT) is None, "only a leading mention"
 
 
-HOST_CHAT = [  # test_hardening_host.py's HOST_CHAT, and more of the same
+HOST_CHAT = [  # test_host_manners.py's HOST_CHAT, and more of the same
     "Telemetry is down again, anyone?",
     "telemetry is off right?",
     "telemetry status please",

@@ -21,16 +21,16 @@ from bench.common import (
     Row,
     Spread,
     capped,
-    closed_port,
     ms,
-    outbox_events,
     secs,
     telemetry_env,
 )
-from bench.processes import BotHost, Process, cli, delivered, wait_started
+from bench.processes import BenchProcess, BotHost, cli, delivered, wait_started
 from tests.support.capture import ACCEPT, HANG, REFUSE, CaptureServer
-from tests.support.processes import SocketModeStandIn
-from tests.support.slack_api import SlackStandIn
+from tests.support.files import outbox_events
+from tests.support.processes import free_port
+from tests.support.slack_api import SlackStandIn, SocketModeStandIn
+from tests.support.waiting import wait_until
 
 HEALTHY, REFUSING, HANGING = "healthy", "refusing", "hanging"
 OURS_VARIANTS = (("ours", "default"), ("ours", "sys-exit"))
@@ -159,7 +159,7 @@ def stop_in_outage(fleet: ExitFleet, states: Sequence[str]) -> None:
                 fleet.of(state, variant)[index].terminate()
         for state in states:
             for variant in OURS_VARIANTS:
-                fleet.of(state, variant)[index].exit.wait(OURS_CAP)
+                fleet.of(state, variant)[index].wait_gone(OURS_CAP)
 
 
 def outage_rows(fleet: ExitFleet, state: str, plain_cap: float) -> list[Row]:
@@ -340,17 +340,18 @@ def figure_console(context: Context) -> Row:
     )
 
 
-def _start_console(context: Context, config: Path) -> Process:
-    env = telemetry_env(f"http://127.0.0.1:{closed_port()}")
+def _start_console(context: Context, config: Path) -> BenchProcess:
+    # PostHog on a port nothing listens on: every try is refused at once.
+    env = telemetry_env(f"http://127.0.0.1:{free_port()}")
     argv = ["--config", str(config), "run", "--console", "--posthog", "real"]
     return cli(config.parent.parent.name, argv, env, context.logs)
 
 
-def _stop_console(console: Process, config: Path) -> tuple[float | None, bool]:
+def _stop_console(console: BenchProcess, config: Path) -> tuple[float | None, bool]:
     """EOF once the startup event waits in the outbox and the tracker has tried to send."""
     if console.wait_line("Each line is a message", 60) is None:
         raise RuntimeError(f"the console did not start:\n{console.stderr_tail()}")
-    if not _wait(lambda: "startup" in _waiting(config), 30):
+    if not wait_until(lambda: "startup" in _waiting(config), 30, interval=0.05):
         raise RuntimeError(f"the console made no startup event:\n{console.stderr_tail()}")
     time.sleep(max(0.0, console.started_at + CONSOLE_AGE - time.monotonic()))
     console.close_stdin()
@@ -361,12 +362,3 @@ def _stop_console(console: Process, config: Path) -> tuple[float | None, bool]:
 
 def _waiting(config: Path) -> set[str]:
     return {str(entry.get("event")) for entry in outbox_events(config)}
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

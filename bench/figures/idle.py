@@ -51,7 +51,7 @@ class IdleWindow:
         }
         for hosts in self.hosts.values():
             for host in hosts:
-                host.stop()
+                host.end()
         scaled = "" if self.window >= 60.0 else f"; {measured:.0f} s measured, scaled to 60 s"
         return Row(
             "idle_cpu",

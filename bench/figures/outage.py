@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bench.common import ROUNDS, Context, Row, Spread, log, secs, telemetry_env
 from bench.processes import BotHost, cli, received_uuids
 from tests.support.capture import ACCEPT, ERROR_500, REFUSE, CaptureServer
+from tests.support.waiting import wait_until
 
 MIN_RUN_SECONDS = 1.0  # a bot lives at least this long after READY before its restart
 RESTARTS = 3
@@ -118,13 +119,16 @@ def _at(when: float, servers: list[CaptureServer], mode: str) -> float:
 
 
 def _wait_recovered(runs: list[OutageRun], back: float, cap: float) -> None:
-    while time.monotonic() - back < cap:
+    """Until every run has all its events delivered (at most ``cap`` s after ``back``),
+    noting when each got there."""
+
+    def recovered() -> bool:
         for run in runs:
             if run.recovered_in is None and not run.missing():
                 run.recovered_in = time.monotonic() - back
-        if all(run.recovered_in is not None for run in runs):
-            return
-        time.sleep(0.1)
+        return all(run.recovered_in is not None for run in runs)
+
+    wait_until(recovered, max(0.0, back + cap - time.monotonic()), interval=0.1)
 
 
 def _flush_left(context: Context, runs: list[OutageRun]) -> int:

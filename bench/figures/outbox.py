@@ -17,13 +17,13 @@ from bench.common import (
     Row,
     Spread,
     ms,
-    outbox_dropped,
-    outbox_events,
     secs,
     telemetry_env,
 )
 from bench.processes import BotHost, cli, run_json
 from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.files import outbox_dropped, outbox_events
+from tests.support.waiting import wait_until
 
 FLUSHED = 1000
 NEARLY_FULL = 950
@@ -195,7 +195,7 @@ def _old_file_round(
     try:
         took = _wait_empty(host, config, OLD_FILE_CAP)
     finally:
-        host.stop()
+        host.end()
     times = [request.received_at for request in server.requests if request.events]
     span = max(times) - min(times) if times else float("inf")
     dropped = outbox_dropped(config)
@@ -209,10 +209,10 @@ def _old_file_round(
 
 
 def _wait_empty(host: BotHost, config: Path, timeout: float) -> float | None:
+    """Seconds from the host's start until its outbox is empty and counts what it
+    dropped; None after ``timeout``."""
     host.ready()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not outbox_events(config) and outbox_dropped(config):
-            return time.monotonic() - host.started_at
-        time.sleep(0.05)
-    return None
+    emptied = wait_until(
+        lambda: not outbox_events(config) and outbox_dropped(config) > 0, timeout, interval=0.05
+    )
+    return time.monotonic() - host.started_at if emptied else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import json
 import math
 import statistics
 import time
@@ -24,14 +25,13 @@ from bench.common import (
     ms,
     percentile,
     telemetry_env,
-    write_config,
 )
 from bench.hosts.common import SIGNING_SECRET, message_body
 from bench.processes import BotHost, delivered
 from tests.support.capture import ACCEPT, CaptureServer
-from tests.support.signing import signed_headers
+from tests.support.files import outbox_path, write_config
 from tests.support.slack_api import SlackStandIn
-from tests.support.state import outbox_path
+from tests.support.slack_requests import signed_headers
 
 ADMIN_CHANNEL = "C0ADMIN01"
 BIG_CONFIG_BYTES = 50 * 2**20
@@ -106,7 +106,8 @@ def big_config(path: Path) -> Path:
         for n in range(count)
     ]
     data = {"telemetryNoticeShown": True, "telemetryInstanceId": str(uuid.uuid4())}
-    return write_config(path, {**data, "trackHistory": history})
+    write_config(path, json.dumps({**data, "trackHistory": history}))  # compact, as a bot's
+    return path
 
 
 def figure_ack(context: Context) -> Row:
@@ -126,7 +127,7 @@ def figure_ack(context: Context) -> Row:
             results = _ack_rounds(context, server, bots)
         finally:
             for host, _ in bots.values():
-                host.stop()
+                host.end()
     p50 = {size: Spread.of(result["p50_s"]) for size, result in results.items()}
     ratio = p50["big"].median / p50["small"].median
     files = results["big"]["files"]
@@ -221,7 +222,7 @@ def figure_commands(context: Context) -> list[Row]:
                 toggles.append([clock.command(f"setconfig telemetryEnabled {w}") for w in words])
                 statuses.append([clock.command("telemetry status") for _ in range(count)])
         finally:
-            host.stop()
+            host.end()
     return [
         _command_row("slack_setconfig", "`setconfig telemetryEnabled false|true`", toggles, count),
         _command_row("slack_status", "`telemetry status`", statuses, count),
@@ -313,7 +314,7 @@ def figure_long_messages(context: Context) -> Row:
             unanswered = _answers(slack) == 0
         finally:
             for host, _ in bots.values():
-                host.stop()
+                host.end()
     p50 = {
         kind: {shape: [percentile(found[kind][shape], 0.5) for found in rounds] for shape in texts}
         for kind in bots

@@ -151,7 +151,7 @@ def figure_first_seconds(context: Context) -> list[Row]:
                 if kind == "ours"
             )
             for host in hosts.values():
-                host.stop()
+                host.end()
     added = {
         kind: Spread.of(size - bare for size, bare in zip(rss[kind], rss["none"], strict=True))
         for kind in ("ours", "disabled", "plain")

@@ -41,14 +41,9 @@ def make_events(config: Path, count: int) -> list[Any]:
     return [make_event(EventName.HEARTBEAT, instance_id, facts, 3600.0) for _ in range(count)]
 
 
-def outbox_for(config: Path) -> Any:
-    from slackonos_telemetry.config.paths import state_place
-    from slackonos_telemetry.telemetry.outbox import Outbox
-
-    return Outbox(state_place(config))
-
-
 def fill(config: Path, count: int) -> dict[str, Any]:
+    from tests.support.files import outbox_for
+
     outbox = outbox_for(config)
     events = make_events(config, count)
     began = time.perf_counter()
@@ -77,6 +72,8 @@ def flush(config: Path, count: int) -> dict[str, Any]:
 
 
 def add(config: Path, count: int, adds: int) -> dict[str, Any]:
+    from tests.support.files import outbox_for
+
     result = fill(config, count)
     outbox = outbox_for(config)
     events = make_events(config, adds)

@@ -4,25 +4,23 @@ Nothing is mocked: requests are signed the way Slack signs them and POSTed to
 the app's HTTP endpoint, the plugin answers through a real ``WebClient`` to
 ``SlackStandIn`` (which records every Web API call), telemetry goes to a local
 PostHog capture server, and the config is a real JSON file in a temp dir.
+
+The bots run in the test's own process: see ``files`` for why nothing in the tests
+opens a lock file of the plugin's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from slack_bolt import App
+from slack_bolt import Ack, App, Say
 from slack_sdk import WebClient
 
 from slackonos_telemetry import register
@@ -31,23 +29,27 @@ from slackonos_telemetry.run.local_slack import (
     ADMIN_CHANNEL_ID,
     BOT_USER_ID,
     GENERAL_CHANNEL_ID,
-    TEAM_ID,
     ApiCall,
 )
 from slackonos_telemetry.slack import worker
-from tests.support import signing
 from tests.support.capture import ACCEPT, CaptureServer
+from tests.support.files import read_config, write_config
 from tests.support.slack_api import SlackStandIn
-from tests.support.state import outbox_path as state_outbox_path
+from tests.support.slack_requests import (
+    SECRET,
+    click_body,
+    event_body,
+    message_event,
+    post,
+    signed_headers,
+)
 
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncApp
+
 ADMIN = ADMIN_CHANNEL_ID
 GENERAL = GENERAL_CHANNEL_ID
 BOT = BOT_USER_ID
-BOT_ID = "B0BOT0001"
-ADMIN_USER = "U0ADMIN01"
-OTHER_USER = "U0OTHER01"
-APP_ID = "A0TELEMETRY"
 INSTANCE_ID = "6f1c1f5e-3b7a-4c52-9a43-0d6c2a9e8b11"
 API_KEY = "phc_testProjectKeyAbcdefghijklmnopqrstuvwxyz0123"
 WAIT_SECONDS = 10.0
@@ -60,14 +62,6 @@ DISABLE_WAYS = (
     '"telemetryEnabled": false',
     "DO_NOT_TRACK=1",
 )
-
-_ts_counter = itertools.count(1)
-_event_counter = itertools.count(1)
-
-
-def new_ts() -> str:
-    """A Slack message timestamp, unique in this process."""
-    return f"{1_700_000_000 + next(_ts_counter)}.{next(_ts_counter):06d}"
 
 
 def base_config(**extra: Any) -> dict[str, Any]:
@@ -84,151 +78,10 @@ def base_config(**extra: Any) -> dict[str, Any]:
     return config
 
 
-def write_config(path: Path, config: dict[str, Any] | str) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = config if isinstance(config, str) else json.dumps(config, indent=2) + "\n"
-    path.write_text(text, encoding="utf-8")
-    return path.read_bytes()
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def outbox_path(config_path: Path) -> Path:
-    return state_outbox_path(config_path)
-
-
-def outbox_events(config_path: Path) -> list[dict[str, Any]]:
-    """Every event stored in the outbox file, whatever the TinyDB table names."""
-    path = outbox_path(config_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except FileNotFoundError:
-        return []
-    found: list[dict[str, Any]] = []
-    for table in data.values() if isinstance(data, dict) else []:
-        if not isinstance(table, dict):
-            continue
-        for document in table.values():
-            if isinstance(document, dict) and "uuid" in document and "event" in document:
-                found.append(document)
-    return found
-
-
-def message_event(
-    text: str | None,
-    *,
-    channel: str = ADMIN,
-    user: str | None = ADMIN_USER,
-    ts: str | None = None,
-    thread_ts: str | None = None,
-    kind: str = "message",
-    **extra: Any,
-) -> dict[str, Any]:
-    ts = ts or new_ts()
-    event: dict[str, Any] = {
-        "type": kind,
-        "channel": channel,
-        "ts": ts,
-        "event_ts": ts,
-        "team": TEAM_ID,
-        "channel_type": "channel",
-    }
-    if text is not None:
-        event["text"] = text
-    if user is not None:
-        event["user"] = user
-    if thread_ts is not None:
-        event["thread_ts"] = thread_ts
-    event.update(extra)
-    return event
-
-
-def event_body(event: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "token": "legacy-verification-token",
-            "team_id": TEAM_ID,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{next(_event_counter):010d}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {"team_id": TEAM_ID, "user_id": BOT, "is_bot": True, "enterprise_id": None}
-            ],
-        }
-    )
-
-
-def click_body(button: dict[str, Any], **fields: Any) -> str:
-    """The form body Slack posts for a click on ``button`` (``fields``: click_payload's)."""
-    return urllib.parse.urlencode({"payload": json.dumps(click_payload(button, **fields))})
-
-
-def click_payload(
-    button: dict[str, Any],
-    *,
-    channel: str,
-    message_ts: str,
-    user: str = ADMIN_USER,
-    thread_ts: str | None = None,
-    response_url: str = "http://127.0.0.1:9/unused",
-) -> dict[str, Any]:
-    """The block_actions payload of a click on ``button``."""
-    message: dict[str, Any] = {"type": "message", "ts": message_ts, "user": BOT, "bot_id": BOT_ID}
-    if thread_ts is not None:
-        message["thread_ts"] = thread_ts
-    action = {
-        "type": "button",
-        "action_id": button["action_id"],
-        "block_id": "telemetry-actions",
-        "text": button.get("text"),
-        "value": button.get("value"),
-        "action_ts": f"{time.time():.6f}",
-    }
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "local"},
-        "user": {"id": user, "username": "admin", "team_id": TEAM_ID},
-        "api_app_id": APP_ID,
-        "token": "legacy-verification-token",
-        "container": {
-            "type": "message",
-            "message_ts": message_ts,
-            "channel_id": channel,
-            "is_ephemeral": False,
-        },
-        "trigger_id": "1111.2222.3333",
-        "channel": {"id": channel, "name": "channel"},
-        "message": message,
-        "response_url": response_url,
-        "actions": [action],
-    }
-    return payload
-
-
-def signature_headers(
-    body: str, secret: str = SECRET, timestamp: int | None = None
-) -> dict[str, str]:
-    return signing.signed_headers(body, secret, timestamp)
-
-
-def post(url: str, body: str, content_type: str, headers: dict[str, str]) -> int:
-    return signing.post(url, body, headers, content_type)
-
-
 def code_block(text: str) -> str:
     match = re.search(r"```\s*\n?(.*?)```", text, re.DOTALL)
     assert match, f"no code block in {text!r}"
     return match.group(1).strip()
-
-
-def blocks_of(call: ApiCall) -> list[dict[str, Any]]:
-    return call.blocks()
 
 
 def toggle_button(blocks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -262,7 +115,7 @@ class Bot:
 
     def send_event(self, event: dict[str, Any], **signing: Any) -> int:
         body = event_body(event)
-        return post(self.server.url, body, "application/json", signature_headers(body, **signing))
+        return post(self.server.url, body, signed_headers(body, **signing))
 
     def send(self, text: str, **fields: Any) -> int:
         return self.send_event(message_event(text, **fields))
@@ -270,10 +123,7 @@ class Bot:
     def click(self, button: dict[str, Any], **fields: Any) -> int:
         body = click_body(button, **fields)
         return post(
-            self.server.url,
-            body,
-            "application/x-www-form-urlencoded",
-            signature_headers(body),
+            self.server.url, body, signed_headers(body), "application/x-www-form-urlencoded"
         )
 
     # -- waiting for answers -----------------------------------------------------
@@ -403,8 +253,68 @@ def open_testbed(
         bed.close()
 
 
-def is_uuid4(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and uuid.UUID(value).version == 4
-    except ValueError:
-        return False
+class HostListeners:
+    """A host bot's own listeners, as a real bot has them: a catch-all for messages, one for
+    mentions, and a button of its own. Everything they hear is noted as (type, text).
+
+    ``answers``: "all" answers each message and mention "host heard: TEXT" in its
+    channel (so that the host's answers can be told from the plugin's); "ping" answers
+    only a message "host ping", with "host pong"; "none" answers nothing."""
+
+    def __init__(self, answers: str = "all") -> None:
+        assert answers in ("all", "ping", "none"), answers
+        self.answers = answers
+        self.heard: list[tuple[str, str]] = []
+        self.actions: list[Any] = []
+        self._guard = threading.Lock()
+
+    def hear(self, event: dict[str, Any]) -> str | None:
+        """Note ``event``; the answer it gets, if any."""
+        text = str(event.get("text"))
+        with self._guard:
+            self.heard.append((str(event.get("type")), text))
+        if self.answers == "all":
+            return f"host heard: {text}"
+        if self.answers == "ping" and event.get("type") == "message" and text == "host ping":
+            return "host pong"
+        return None
+
+    def texts(self) -> list[str]:
+        with self._guard:
+            return [text for _, text in self.heard]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        with self._guard:
+            return Counter(self.heard)
+
+    def install(self, app: App) -> None:
+        @app.event("message")
+        def any_message(event: dict[str, Any], say: Say) -> None:
+            answer = self.hear(event)
+            if answer is not None:
+                say(text=answer)
+
+        @app.event("app_mention")
+        def any_mention(event: dict[str, Any], say: Say) -> None:
+            answer = self.hear(event)
+            if answer is not None:
+                say(text=answer)
+
+        @app.action("host_button")
+        def clicked(ack: Ack, body: dict[str, Any]) -> None:
+            ack()
+            with self._guard:
+                self.actions.append(body.get("actions"))
+
+    def install_async(self, app: AsyncApp) -> None:
+        @app.event("message")
+        async def any_message(event: dict[str, Any], say: Any) -> None:
+            answer = self.hear(event)
+            if answer is not None:
+                await say(text=answer)
+
+        @app.event("app_mention")
+        async def any_mention(event: dict[str, Any], say: Any) -> None:
+            answer = self.hear(event)
+            if answer is not None:
+                await say(text=answer)

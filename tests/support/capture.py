@@ -20,6 +20,7 @@ from typing import Any
 
 from slackonos_telemetry.run.http_server import BackgroundServer
 from slackonos_telemetry.run.local_posthog import decode_capture, events_of
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
 
 ACCEPT = "accept"
 ERROR_500 = "500"
@@ -142,25 +143,27 @@ class CaptureServer:
     def events_named(self, name: str) -> list[dict[str, Any]]:
         return [event for event in self.events if event.get("event") == name]
 
-    def wait_for(self, predicate: Callable[[CaptureServer], bool], timeout: float = 15.0) -> bool:
-        """Wait (bounded) until ``predicate(self)`` holds after some request."""
-        deadline = time.monotonic() + timeout
-        with self._state.changed:
-            while not predicate(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._state.changed.wait(remaining)
-        return True
+    @property
+    def names(self) -> list[str]:
+        """The name of every event accepted, in order."""
+        return [str(event.get("event")) for event in self.events]
 
-    def wait_for_events(self, count: int, name: str | None = None, timeout: float = 15.0) -> bool:
+    def wait_for(
+        self, predicate: Callable[[CaptureServer], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> bool:
+        """Wait (bounded) until ``predicate(self)`` holds after some request."""
+        return wait_until(lambda: predicate(self), timeout, changed=self._state.changed)
+
+    def wait_for_events(
+        self, count: int, name: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> bool:
         def enough(server: CaptureServer) -> bool:
             found = server.events_named(name) if name else server.events
             return len(found) >= count
 
         return self.wait_for(enough, timeout)
 
-    def wait_for_request(self, timeout: float = 15.0) -> bool:
+    def wait_for_request(self, timeout: float = DEFAULT_TIMEOUT) -> bool:
         """Until a request has begun (also one that will hang)."""
         return self._state.started.wait(timeout)
 

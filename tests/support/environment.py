@@ -1,17 +1,17 @@
-"""A clean environment for everything the tests start, and the CLI as a subprocess."""
+"""A clean environment for everything the tests and the bench start."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
 # Everything the plugin (or the SDK) reads: no test sees the developer's settings.
 ENV_PREFIXES = ("TELEMETRY_", "SLACKONOS_", "SLACK_", "POSTHOG_")
 ENV_NAMES = ("DO_NOT_TRACK", "CI")
-CLI_TIMEOUT_SECONDS = 60
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -26,21 +26,3 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["TELEMETRY_NOTICE_GRACE_SECONDS"] = "0"
     env.update(extra or {})
     return env
-
-
-def run_cli(
-    *args: str,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float = CLI_TIMEOUT_SECONDS,
-) -> subprocess.CompletedProcess[str]:
-    """`python -m slackonos_telemetry ARGS` in a clean environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "slackonos_telemetry", *args],
-        env=clean_environ(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

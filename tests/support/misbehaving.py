@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tests.support.waiting import DEFAULT_TIMEOUT, wait_until
+
 TRICKLE_HEAD = "trickle-head"
 TRICKLE_BODY = "trickle-body"
 HUGE_BODY = "huge-body"
@@ -93,20 +95,18 @@ class MisbehavingServer:
         with self._state.changed:
             return list(self._state.arrivals)
 
-    def wait_for(self, count: int, *, ended: bool = False, timeout: float = 15.0) -> bool:
+    def wait_for(
+        self, count: int, *, ended: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> bool:
         """Until ``count`` requests arrived (with ``ended``: and their connections ended)."""
-        deadline = time.monotonic() + timeout
-        with self._state.changed:
-            while True:
-                found = self._state.arrivals
-                if ended:
-                    found = [arrival for arrival in found if arrival.ended_at is not None]
-                if len(found) >= count:
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._state.changed.wait(remaining)
+
+        def enough() -> bool:
+            found = self.arrivals
+            if ended:
+                found = [arrival for arrival in found if arrival.ended_at is not None]
+            return len(found) >= count
+
+        return wait_until(enough, timeout, changed=self._state.changed)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 """A small bot stand-in for subprocess tests: a Tracker on a config file, hooked to shutdown.
 
-    python tests/support/tracker_host.py --config PATH [--own exit3|print|ignore]
+    python tests/support/hosts/tracker_host.py --config PATH [--own exit3|print|ignore]
         [--own-signals TERM,INT] [--import-after S] [--retry-base S] [--retry-cap S]
-        [--app-version V]
+        [--app-version V] [--log] [--file-size-limit BYTES]
 
 Settings come from the environment (TELEMETRY_*), as for a real bot. Before the
 tracker, the host may install its own handler for SIGTERM/SIGINT (``--own``):
 ``exit3`` prints a ``handler`` line and calls ``sys.exit(3)``, ``print`` prints
-the line and carries on, ``ignore`` sets SIG_IGN.
+the line and carries on, ``ignore`` sets SIG_IGN. With ``--log``, what the plugin logs
+(warnings and above) goes to stderr, as a host's logging would send it; with
+``--file-size-limit``, no file it writes may grow past BYTES (as on a full disk).
 
 Stdout: ``ready`` once the tracker was started and hooked, then one JSON object
 a line, each with a ``kind``. Stdin takes commands, one a line: ``ping``
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -102,6 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--retry-base", type=float, default=0.05)
     parser.add_argument("--retry-cap", type=float, default=0.3)
     parser.add_argument("--app-version", default=None)
+    parser.add_argument("--log", action="store_true")
+    parser.add_argument("--file-size-limit", type=int, default=None)
     return parser.parse_args(argv)
 
 
@@ -133,6 +139,11 @@ def serve_stdin(deadline: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.log:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.file_size_limit is not None:
+        limit = args.file_size_limit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     sys.meta_path.insert(0, IMPORTS)
     sys.addaudithook(POPENS)
     if args.own != "none":

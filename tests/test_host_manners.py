@@ -1,7 +1,7 @@
-"""Issue 8, "never in the host's way" (cases 15-20; SPEC sections 5-7): the plugin claims
-only whole commands, never calls Slack's Web API before the ack, tells an admin the
-truth when a lookup failed, takes an upper-case admin channel as an ID, looks
-nothing up that no answer needs, survives any payload shape, and keeps a flush
+"""Host manners (docs/CONTRACT.md, "Living in the host's process"), never in the host's
+way: the plugin claims only whole commands, never calls Slack's Web API before the ack,
+tells an admin the truth when a lookup failed, takes an upper-case admin channel as an ID,
+looks nothing up that no answer needs, survives any payload shape, and keeps a flush
 within its deadline, the SDK's import included.
 
 The real Bolt app over signed HTTP (Bolt's own one-at-a-time development server
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from http.server import HTTPServer
@@ -24,7 +22,7 @@ from typing import Any
 
 import pytest
 import slack_bolt.app.app as bolt_app_module
-from slack_bolt import Ack, App, Say
+from slack_bolt import App
 from slack_bolt.app.app import SlackAppDevelopmentServer
 from slack_sdk import WebClient
 
@@ -32,24 +30,30 @@ from slackonos_telemetry import register
 from slackonos_telemetry.run.http_server import BoltHttpServer
 from slackonos_telemetry.slack import worker
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
-from tests.support import signing
 from tests.support.bots import (
     ADMIN,
     BOT,
     GENERAL,
-    SECRET,
     WAIT_SECONDS,
+    HostListeners,
     Testbed,
     base_config,
-    click_payload,
-    event_body,
-    message_event,
     open_testbed,
-    signature_headers,
 )
 from tests.support.capture import ACCEPT, HANG, capture_server
-from tests.support.environment import run_cli
-from tests.support.trackers import host_environ, outbox_for, pending, uuids_of, write_config
+from tests.support.cli import run_cli
+from tests.support.events import uuids_of
+from tests.support.files import outbox_for, pending, write_config
+from tests.support.slack_requests import (
+    SECRET,
+    click_payload,
+    event_body,
+    form_body,
+    message_event,
+    post,
+    signed_headers,
+)
+from tests.support.trackers import tracker_environ
 from tests.support.waiting import within
 
 # The longest an ack may take here: far below the stand-in's hang (60 s) and the
@@ -62,39 +66,6 @@ TOGGLE_ACTION_ID = "slackonos_telemetry_toggle"  # the status message's button
 def bed(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Testbed]:
     with open_testbed(monkeypatch, config_path) as testbed:
         yield testbed
-
-
-class HostHeard:
-    """A host bot's own listeners: a catch-all for messages and mentions, one button.
-    With ``answers``, each message is answered "host heard: ..." in its channel, so
-    that the host's answers can be told from the plugin's."""
-
-    def __init__(self, answers: bool = True) -> None:
-        self.answers = answers
-        self.messages: list[str] = []
-        self.actions: list[Any] = []
-        self._guard = threading.Lock()
-
-    def install(self, app: App) -> None:
-        @app.event("message")
-        def any_message(event: dict[str, Any], say: Say) -> None:
-            with self._guard:
-                self.messages.append(str(event.get("text")))
-            if self.answers:
-                say(text=f"host heard: {event.get('text')}")
-
-        @app.event("app_mention")
-        def any_mention(event: dict[str, Any], say: Say) -> None:
-            with self._guard:
-                self.messages.append(str(event.get("text")))
-            if self.answers:
-                say(text=f"host heard: {event.get('text')}")
-
-        @app.action("host_button")
-        def clicked(ack: Ack, body: dict[str, Any]) -> None:
-            ack()
-            with self._guard:
-                self.actions.append(body.get("actions"))
 
 
 def _drain_the_plugins_worker() -> None:
@@ -122,7 +93,7 @@ def test_chat_that_only_starts_like_a_command_reaches_the_host(
 ) -> None:
     bed.write_config(base_config(telemetryEnabled=True))
     before = bed.config_bytes()
-    heard = HostHeard()
+    heard = HostListeners()
 
     def plugin_first(app: App) -> Any:
         plugin = register(app, config_path=str(bed.config_path))
@@ -149,7 +120,7 @@ def test_chat_that_only_starts_like_a_command_reaches_the_host(
     assert not control.params["text"].startswith("host heard"), control.params
     _drain_the_plugins_worker()
 
-    assert heard.messages == [*HOST_CHAT, mentioned]
+    assert heard.texts() == [*HOST_CHAT, mentioned]
     plugin_answers = [
         call
         for call in [*bed.slack.calls("chat.postMessage"), *bed.slack.calls("chat.postEphemeral")]
@@ -187,7 +158,7 @@ def _bolt_development_server(app: App, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _signed_post(url: str, text: str, channel: str = ADMIN) -> int:
     body = event_body(message_event(text, channel=channel))
-    return signing.post(url, body, signature_headers(body), timeout=ACK_BOUND_SECONDS)
+    return post(url, body, signed_headers(body), timeout=ACK_BOUND_SECONDS)
 
 
 @pytest.mark.parametrize("server_kind", ["threaded", "bolt-development-server"])
@@ -195,7 +166,7 @@ def test_the_ack_and_the_hosts_messages_never_wait_for_the_web_api(
     bed: Testbed, monkeypatch: pytest.MonkeyPatch, server_kind: str
 ) -> None:
     bed.write_config(base_config())  # adminChannel unset: the name "music-admin"
-    heard = HostHeard()
+    heard = HostListeners()
     bot = bed.start(setup=heard.install)
     bed.slack.fail("conversations.list", "hang")
 
@@ -277,7 +248,7 @@ def test_conversations_list_runs_at_start_only_for_a_notice_that_is_due(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     bed.write_config(config)
-    heard = HostHeard()
+    heard = HostListeners()
 
     bot = bed.start(setup=heard.install)  # returns once the start (and any notice) is done
     bot.answer("play some jazz", channel=GENERAL)
@@ -347,7 +318,7 @@ def _synchronous_app(bed: Testbed) -> App:
 
 
 @contextlib.contextmanager
-def _bare_host(bed: Testbed, heard: HostHeard) -> Iterator[str]:
+def _bare_host(bed: Testbed, heard: HostListeners) -> Iterator[str]:
     """The same host without the plugin: what Bolt alone does with a payload."""
     app = _synchronous_app(bed)
     heard.install(app)
@@ -360,15 +331,15 @@ def _bare_host(bed: Testbed, heard: HostHeard) -> Iterator[str]:
 
 
 def _outcomes(
-    bed: Testbed, bodies: dict[str, tuple[str, str]], heard: HostHeard, url: str
+    bed: Testbed, bodies: dict[str, tuple[str, str]], heard: HostListeners, url: str
 ) -> dict[str, tuple[int, int, int]]:
     """Per payload: (HTTP status, host messages heard, host clicks heard)."""
     found = {}
     for name, (body, content_type) in bodies.items():
-        messages, actions = len(heard.messages), len(heard.actions)
-        status = signing.post(url, body, {"Content-Type": content_type, **signature_headers(body)})
+        messages, actions = len(heard.texts()), len(heard.actions)
+        status = post(url, body, signed_headers(body), content_type)
         _drain_the_plugins_worker()
-        found[name] = (status, len(heard.messages) - messages, len(heard.actions) - actions)
+        found[name] = (status, len(heard.texts()) - messages, len(heard.actions) - actions)
     return found
 
 
@@ -377,17 +348,17 @@ def test_odd_payload_shapes_reach_the_host_as_without_the_plugin(bed: Testbed) -
     before = bed.config_bytes()
     bodies = {
         name: (
-            urllib.parse.urlencode({"payload": json.dumps(payload)}),
+            form_body(payload),
             "application/x-www-form-urlencoded",
         )
         for name, payload in CLICKS.items()
     }
     bodies |= {name: (event_body(event), "application/json") for name, event in MESSAGES.items()}
 
-    alone = HostHeard(answers=False)
+    alone = HostListeners(answers="none")
     with _bare_host(bed, alone) as url:
         expected = _outcomes(bed, bodies, alone, url)
-    heard = HostHeard(answers=False)
+    heard = HostListeners(answers="none")
     bot = bed.start(app=_synchronous_app(bed), setup=heard.install)
     found = _outcomes(bed, bodies, heard, bot.server.url)
 
@@ -399,11 +370,11 @@ def test_odd_payload_shapes_reach_the_host_as_without_the_plugin(bed: Testbed) -
     assert bed.slack.calls("chat.postEphemeral") == []
     assert bed.slack.calls("chat.postMessage") == []
 
-    heard_before = list(heard.messages)
+    heard_before = list(heard.texts())
     for name, event in ODD_COMMANDS.items():
         answer = bot.next_call("chat.postMessage", lambda e=event: bot.send_event(e))
         assert answer.params["channel"] == ADMIN and answer.blocks(), (name, answer.params)
-    assert heard.messages == heard_before, "the plugin's own commands reached the host too"
+    assert heard.texts() == heard_before, "the plugin's own commands reached the host too"
 
 
 # -- case 20: flush's deadline counts everything, the SDK's import included --------------------
@@ -426,7 +397,7 @@ def test_flush_against_a_hanging_endpoint_ends_within_its_timeout_from_process_s
     with capture_server(HANG) as server:
         started = time.monotonic()  # before the interpreter, the imports, the SDK
         result = run_cli(
-            "--config", str(config_path), "flush", "--timeout", "1", env=host_environ(server.url)
+            "--config", str(config_path), "flush", "--timeout", "1", env=tracker_environ(server.url)
         )
         took = time.monotonic() - started
         assert server.wait_for_request(0), "flush never tried"
@@ -443,7 +414,12 @@ def test_a_flush_whose_deadline_passed_while_loading_the_sdk_starts_no_request(
     waiting = _waiting(config_path)
     with capture_server(ACCEPT) as server:
         result = run_cli(
-            "--config", str(config_path), "flush", "--timeout", "0.02", env=host_environ(server.url)
+            "--config",
+            str(config_path),
+            "flush",
+            "--timeout",
+            "0.02",
+            env=tracker_environ(server.url),
         )
         assert server.events == [], "a request started after the deadline"
     assert result.returncode == 1, (result.stdout, result.stderr)

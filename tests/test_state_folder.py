@@ -1,8 +1,8 @@
-"""The plugin's own files (docs/CONTRACT.md, "The config file": the state folder): one
+"""The state folder, the plugin's own files (docs/CONTRACT.md, "The config file"): one
 folder named as ours, regular files we made, every field read from them checked, and
 an older version's outbox taken over once.
 
-Real files in temp dirs, real bot processes (tests/support/tracker_host.py, with
+Real files in temp dirs, real bot processes (tests/support/hosts/tracker_host.py, with
 logging on so that what it logs can be counted), the real posthog SDK against the
 capture server on 127.0.0.1, the real Bolt app over signed HTTP.
 
@@ -17,11 +17,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,41 +30,33 @@ import pytest
 from slackonos_telemetry.telemetry.events import RuntimeFacts, make_event
 from tests.support.bots import base_config, open_testbed
 from tests.support.capture import CaptureServer, capture_server
-from tests.support.environment import clean_environ, run_cli
-from tests.support.state import make_state_folder, outbox_for, outbox_path, state_folder
-from tests.support.trackers import (
-    HOST_SCRIPT,
-    Host,
-    host_environ,
-    uuid_counts,
-    uuids_of,
+from tests.support.cli import run_cli
+from tests.support.cli import status_json as cli_status_json
+from tests.support.events import uuid_counts, uuids_of
+from tests.support.files import (
+    Snapshot,
+    make_state_folder,
+    outbox_data,
+    outbox_for,
+    outbox_path,
+    outbox_uuids,
+    state_folder,
+    tree,
+    write_config,
 )
+from tests.support.processes import Process
+from tests.support.trackers import EXIT_SECONDS, ready, tracker_environ, tracker_host
+from tests.support.trackers import exit_normally as stop
+from tests.support.users import AS_ROOT, NOBODY, read_only_config, writable_by_nobody
 from tests.support.waiting import wait_until, within
-from tests.test_config_store import _nobody_python, _python_path, read_only_config
 
-NOBODY = 65534
 # As root, the owner of the bot's folder: neither root nor the owner of any target, so
 # that a chown through a planted link would show.
 FOLDER_OWNER = 4242
-AS_ROOT = os.geteuid() == 0
 INSTANCE = "3b0c5b8e-9a1f-4d6e-8c2b-7f4e1a9d0c35"
 OLD_OUTBOX = "telemetry-outbox.json"
 CAPACITY = 1000  # docs/CONTRACT.md, Delivery
 STATUS_SECONDS = 10.0  # a status must answer well within this (it reads two small files)
-EXIT_SECONDS = 10.0
-
-# The bot of tests/support/tracker_host.py, with logging to stderr (a library's logs go
-# where the host sends them), and optionally a limit on the size of files it writes.
-_LOGGED_HOST = """
-import logging, os, resource, runpy, sys
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-limit = os.environ.pop("OWN_FILES_TEST_FSIZE", "")
-if limit:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
-script = sys.argv[1]
-sys.argv = sys.argv[1:]
-runpy.run_path(script, run_name="__main__")
-"""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -81,51 +70,20 @@ def logged_host(
     as_nobody: bool = False,
     file_size_limit: int | None = None,
     wait_ready: bool = True,
-) -> Iterator[Host]:
-    """A bot (tracker_host.py) whose warnings go to its stderr; killed and reaped on the
-    way out. ``as_nobody``: run as user nobody when this process is root."""
-    extra = dict(env)
-    if file_size_limit is not None:
-        extra["OWN_FILES_TEST_FSIZE"] = str(file_size_limit)
-    python = sys.executable
-    user: dict[str, Any] = {}
-    if as_nobody and AS_ROOT:
-        found = _nobody_python()
-        if found is None:
-            pytest.skip("no Python interpreter that user nobody may run imports this project")
-        python = found
-        extra.update(PYTHONPATH=_python_path(), PYTHONDONTWRITEBYTECODE="1")
-        user = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
-    process = subprocess.Popen(
-        [python, "-c", _LOGGED_HOST, str(HOST_SCRIPT), "--config", str(config_path)],
-        env=clean_environ(extra),
+) -> Iterator[Process]:
+    """A bot (tracker_host.py) whose warnings go to its stderr, run from the folder above
+    the config's; killed and reaped on the way out. ``as_nobody``: run as user nobody
+    when this process is root."""
+    with tracker_host(
+        config_path,
+        env=env,
         cwd=config_path.parent.parent,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-        **user,
-    )
-    host = Host(process)
-    try:
-        if wait_ready:
-            host.wait_ready()
+        wait_ready=wait_ready,
+        log=True,
+        file_size_limit=file_size_limit,
+        as_nobody=as_nobody,
+    ) as host:
         yield host
-    finally:
-        host.close()
-
-
-def stop(host: Host) -> None:
-    """A normal exit of the bot (its shutdown runs), bounded."""
-    host.send("exit")
-    assert host.wait_exit(within(EXIT_SECONDS)) == 0, host.stderr
-
-
-def write_config(path: Path, data: Mapping[str, Any]) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
-    return path.read_bytes()
 
 
 def cli(
@@ -136,21 +94,7 @@ def cli(
 
 
 def status_json(config_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    result = cli(config_path, "status", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert isinstance(report, dict)
-    return report
-
-
-def outbox_data(path: Path) -> dict[str, Any]:
-    """An outbox file as JSON ({} when missing)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    assert isinstance(data, dict)
-    return data
+    return cli_status_json(config_path, env, timeout=within(STATUS_SECONDS))
 
 
 def events(count: int, instance_id: str = INSTANCE, name: str = "heartbeat") -> list[Any]:
@@ -158,47 +102,13 @@ def events(count: int, instance_id: str = INSTANCE, name: str = "heartbeat") -> 
     return [make_event(name, instance_id, facts, 3600.0 * n) for n in range(count)]
 
 
-def warnings_naming(host: Host, text: str) -> list[str]:
-    return [line for line in host.stderr if line.startswith("WARNING") and text in line]
+def warnings_naming(host: Process, text: str) -> list[str]:
+    return [line for line in host.lines("stderr") if line.startswith("WARNING") and text in line]
 
 
-def loop_warnings(host: Host, text: str) -> list[str]:
+def loop_warnings(host: Process, text: str) -> list[str]:
     """The tracker's warnings about a failure it keeps trying again."""
     return [line for line in warnings_naming(host, text) if "trying again later" in line]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything a person could see changed about a path (without following a link)."""
-
-    kind: int
-    owner: tuple[int, int]
-    mode: int
-    mtime_ns: int
-    link: str | None
-    content: bytes | None
-
-    @classmethod
-    def of(cls, path: Path) -> Snapshot:
-        status = os.lstat(path)
-        link = os.readlink(path) if stat.S_ISLNK(status.st_mode) else None
-        content = path.read_bytes() if stat.S_ISREG(status.st_mode) else None
-        return cls(
-            stat.S_IFMT(status.st_mode),
-            (status.st_uid, status.st_gid),
-            stat.S_IMODE(status.st_mode),
-            status.st_mtime_ns,
-            link,
-            content,
-        )
-
-
-def tree(root: Path) -> dict[str, Snapshot]:
-    """Every path under ``root`` (``root`` included), not following links."""
-    found = {".": Snapshot.of(root)}
-    for path in sorted(root.rglob("*")):
-        found[str(path.relative_to(root))] = Snapshot.of(path)
-    return found
 
 
 @pytest.fixture
@@ -216,7 +126,7 @@ def test_after_a_run_the_config_folder_holds_the_config_and_our_folder(
     server: CaptureServer, config_path: Path
 ) -> None:
     write_config(config_path, {"gongLimit": 3})  # no ID yet: the bot writes the config too
-    with logged_host(config_path, host_environ(server.url)) as host:
+    with logged_host(config_path, tracker_environ(server.url)) as host:
         assert server.wait_for_events(1, name="startup", timeout=15), host.stderr
         stop(host)
 
@@ -240,7 +150,7 @@ def test_telemetry_state_dir_holds_every_file_of_ours(
 ) -> None:
     write_config(config_path, base_config(telemetryInstanceId=INSTANCE))
     chosen = tmp_path / "state-here"
-    env = host_environ(server.url, TELEMETRY_STATE_DIR=str(chosen))
+    env = tracker_environ(server.url, TELEMETRY_STATE_DIR=str(chosen))
     with logged_host(config_path, env) as host:
         assert server.wait_for_events(1, name="startup", timeout=15), host.stderr
         stop(host)
@@ -265,7 +175,7 @@ def test_a_symlinked_configs_state_is_beside_its_target(
     link.parent.mkdir()
     link.symlink_to(os.path.relpath(target, link.parent))
 
-    with logged_host(link, host_environ(server.url)) as host:
+    with logged_host(link, tracker_environ(server.url)) as host:
         assert server.wait_for_events(1, name="startup", timeout=15), host.stderr
         stop(host)
 
@@ -283,7 +193,7 @@ def test_two_configs_sharing_telemetry_state_dir_are_two_instances(
     ids = [str(uuid.uuid4()) for _ in configs]
     for path, instance_id in zip(configs, ids, strict=True):
         write_config(path, base_config(telemetryInstanceId=instance_id))
-    env = host_environ(server.url, TELEMETRY_STATE_DIR=str(tmp_path / "state"))
+    env = tracker_environ(server.url, TELEMETRY_STATE_DIR=str(tmp_path / "state"))
 
     with logged_host(configs[0], env) as first:
         assert server.wait_for_events(1, name="startup", timeout=15), first.stderr
@@ -373,7 +283,7 @@ def test_a_planted_link_or_fifo_changes_nothing_and_blocks_nothing(
 ) -> None:
     planted = plant(tmp_path, kind)
     before = watched(planted)
-    env = host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT="0.5")
+    env = tracker_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT="0.5")
 
     with logged_host(planted.config, env) as host:
         said = host.wait_for_line(lambda line: str(planted.path) in line, 15, stream="stderr")
@@ -461,7 +371,7 @@ def test_disable_empties_the_outbox_despite_a_planted_lock(tmp_path: Path, kind:
 
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "Discarded 3 waiting event(s)" in result.stdout, result.stdout
-    assert outbox_data(outbox).get("events") == {}
+    assert outbox_data(planted.config, outbox).get("events") == {}
     after = watched(planted)
     assert after.pop("config") != before.pop("config")  # the opt-out, saved
     assert after == before
@@ -517,11 +427,11 @@ def _wrong_outbox(config_path: Path, variant: str, instance_id: str) -> list[str
     return uuids_of(waiting)
 
 
-def _stop_all(hosts: Mapping[str, Host]) -> None:
+def _stop_all(hosts: Mapping[str, Process]) -> None:
     for host in hosts.values():
-        host.send("exit")
+        host.send_line("exit")
     for host in hosts.values():
-        assert host.wait_exit(within(EXIT_SECONDS)) == 0, host.stderr
+        assert host.wait_exit(within(EXIT_SECONDS)) == 0, host.describe()
 
 
 def test_wrong_typed_fields_are_reset_once_and_never_stop_or_repeat_sending(
@@ -538,7 +448,7 @@ def test_wrong_typed_fields_are_reset_once_and_never_stop_or_repeat_sending(
     for variant in variants:
         write_config(configs[variant], base_config(telemetryInstanceId=ids[variant]))
         waiting[variant] = _wrong_outbox(configs[variant], variant, ids[variant])
-    env = host_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
+    env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
 
     def sent(variant: str, name: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -566,13 +476,15 @@ def test_wrong_typed_fields_are_reset_once_and_never_stop_or_repeat_sending(
     counts = uuid_counts(server)
     sent_again = {v: [u for u in uuids_of(sent(v)) if counts[u] > 1] for v in variants}
     assert not any(sent_again.values()), f"sent again at a restart: {sent_again}"
-    said = {v: [line for line in first[v].stderr if _names_field(line, v)] for v in variants}
+    said = {
+        v: [line for line in first[v].lines("stderr") if _names_field(line, v)] for v in variants
+    }
     assert all(len(lines) == 1 for lines in said.values()), said
-    assert not any(_names_field(line, v) for v in variants for line in again[v].stderr)
+    assert not any(_names_field(line, v) for v in variants for line in again[v].lines("stderr"))
     for variant in variants:
         table, name, _ = WRONG_TYPED[variant]
         if table in ("meta", "session"):
-            fixed = outbox_data(outbox_path(configs[variant]))[table]["1"]
+            fixed = outbox_data(configs[variant])[table]["1"]
             assert fixed.get(name) is None or type(fixed[name]) is FIXED_TYPES[name], fixed
 
 
@@ -606,15 +518,15 @@ def test_an_old_outbox_is_taken_over_once(server: CaptureServer, config_path: Pa
     before = status_json(config_path)
     assert before["outbox_pending"] == 5, before
 
-    env = host_environ(server.url)
+    env = tracker_environ(server.url)
     outbox = outbox_path(config_path)
     # Two bots start at once: both look for the old outbox; one takes it over.
     with (
         logged_host(config_path, env, wait_ready=False) as first,
         logged_host(config_path, env, wait_ready=False) as second,
     ):
-        first.wait_ready()
-        second.wait_ready()
+        ready(first)
+        ready(second)
         assert server.wait_for(lambda s: set(waiting) <= set(uuids_of(s.events)), timeout=15)
         assert server.wait_for_events(1, name="startup", timeout=15)
         # Accepted and removed: a kill now leaves nothing to send again.
@@ -668,7 +580,7 @@ def test_a_failed_write_while_taking_over_loses_nothing(
     assert old.stat().st_size > 2 * limit
 
     wanted = set(uuids_of(taken))
-    env = host_environ(server.url)
+    env = tracker_environ(server.url)
     with logged_host(config_path, env, file_size_limit=limit) as limited:
         said = limited.wait_for_line(lambda line: "File too large" in line, 15, stream="stderr")
         assert said is not None, limited.stderr
@@ -703,7 +615,7 @@ def _taken_over_from_a_sticky_folder(server: CaptureServer, folder: Path) -> Non
     left = events(3)
     old = _old_outbox(folder, left)
     folder.chmod(0o1777)
-    env = host_environ(server.url)
+    env = tracker_environ(server.url)
 
     for starts in (1, 2):
         with logged_host(config, env, as_nobody=True) as host:
@@ -722,7 +634,9 @@ def _taken_over_from_a_sticky_folder(server: CaptureServer, folder: Path) -> Non
 
 
 def _event_uuids(path: Path) -> list[str]:
-    return [str(entry.get("uuid")) for entry in outbox_data(path).get("events", {}).values()]
+    """The uuids of the events in the outbox file at ``path`` (the state folder's, or the
+    old one beside the config)."""
+    return outbox_uuids(path, path)
 
 
 def test_an_old_outbox_in_a_folder_that_cannot_be_written_is_left_alone(
@@ -739,7 +653,7 @@ def test_an_old_outbox_in_a_folder_that_cannot_be_written_is_left_alone(
             path.chmod(0o644)
         folder.chmod(mode)
         before = tree(folder)
-        env = host_environ(server.url, XDG_STATE_HOME=str(state_home))
+        env = tracker_environ(server.url, XDG_STATE_HOME=str(state_home))
 
         status = config.run_cli("--config", str(config.path), "status", env=env)
         with logged_host(config.path, env, as_nobody=True) as host:
@@ -751,17 +665,6 @@ def test_an_old_outbox_in_a_folder_that_cannot_be_written_is_left_alone(
         assert tree(folder) == before
         assert not set(uuids_of(left)) & set(uuids_of(server.events))
         assert len(warnings_naming(host, str(old))) == 1, host.stderr
-
-
-@contextlib.contextmanager
-def writable_by_nobody() -> Iterator[Path]:
-    """A folder anyone may write in: the state home of a bot run as user nobody."""
-    base = Path(tempfile.mkdtemp(prefix="slackonos-own-files-"))
-    try:
-        base.chmod(0o777)
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_status_of_a_planted_state_folder_says_so_and_never_advises_chmod(

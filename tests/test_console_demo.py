@@ -1,42 +1,35 @@
-"""Issue 12, the console as an operator meets it (SPEC sections 3 and 8): `run` as a real
-subprocess, its stdin and stdout a pipe or a pseudo-terminal, the events it prints, and
+"""The console demo as an operator meets it (docs/CONTRACT.md, "Run modes"): `run` as a
+real subprocess, its stdin and stdout a pipe or a pseudo-terminal, the events it prints, and
 what reaches a PostHog capture server standing in for the configured host."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from tests.support.capture import ACCEPT, REFUSE, capture_server
-from tests.support.environment import clean_environ, run_cli
-from tests.support.processes import (
-    REAP,
-    SHUTDOWN_TIMEOUT,
-    WAIT,
-    BotProcess,
-    bot_process,
+from tests.support.cli import cli_process, run_cli
+from tests.support.events import EVENT_PROPERTIES, own_properties
+from tests.support.files import (
+    held_by_another_process,
     outbox_events,
-    read_json,
-    write_json,
+    read_config,
+    state_file,
+    tree,
+    write_config,
 )
-from tests.support.state import state_file
-from tests.support.trackers import EVENT_PROPERTIES, own_properties
+from tests.support.processes import GENEROUS_SHUTDOWN, WAIT, Process
 from tests.support.waiting import wait_until, within
+
+SHUTDOWN_TIMEOUT = 1.0  # TELEMETRY_SHUTDOWN_TIMEOUT given to bots whose exit is timed
 
 PROMPT = "you> "
 LOCAL = "→ PostHog (local): "
@@ -44,9 +37,7 @@ LOCAL_EVENT = re.compile(r"^→ PostHog \(local\): (\w+) (\{.*\})$")
 NOTICE = "bot> This bot sends anonymous usage telemetry"
 SHUTTING_DOWN = "Shutting down"
 INSTANCE = "5d0c8a52-34a1-4c2b-9e3f-6a7b8c9d0e1f"
-# A shutdown deadline for tests about what is delivered, not about how fast.
-GENEROUS_SHUTDOWN = "10"
-# Every command of SPEC section 6 (plus `telemetry help`), as `help` names them.
+# Every command of docs/CONTRACT.md, "Slack commands" (plus `telemetry help`), as `help` names them.
 TELEMETRY_COMMANDS = (
     "telemetry status",
     "telemetry preview",
@@ -55,145 +46,6 @@ TELEMETRY_COMMANDS = (
     "setconfig telemetryEnabled",
 )
 HOST_COMMANDS = ("help", "setconfig <key> <value>")
-
-# Run in the child before the console: make the pseudo-terminal its controlling
-# terminal (the child is a session leader: start_new_session), so that ^C typed at
-# it is the kernel's SIGINT, as in a real terminal; then become the console (same pid).
-BECOME_CONTROLLING_TERMINAL = (
-    "import fcntl, os, sys, termios\n"
-    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
-
-
-# -- the console on a pseudo-terminal ------------------------------------------------------
-
-
-class PtyConsole:
-    """`python -m slackonos_telemetry ARGS` with a pseudo-terminal as stdin, stdout and
-    controlling terminal (so isatty() holds and the prompt shows); stderr a pipe."""
-
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
-        master, slave = pty.openpty()
-        self._master = master
-        self._tty = bytearray()
-        self._stderr = bytearray()
-        self._changed = threading.Condition()
-        self._closing = threading.Event()
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    BECOME_CONTROLLING_TERMINAL,
-                    sys.executable,
-                    "-m",
-                    "slackonos_telemetry",
-                    *args,
-                ],
-                env=clean_environ(env),
-                cwd=cwd,
-                stdin=slave,
-                stdout=slave,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        finally:
-            os.close(slave)
-        self._readers = [
-            threading.Thread(target=self._read_tty, daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self.proc.stderr,), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_tty(self) -> None:
-        while not self._closing.is_set():
-            if not select.select([self._master], [], [], 0.1)[0]:
-                continue
-            try:
-                chunk = os.read(self._master, 4096)
-            except OSError:  # EIO: every holder of the terminal's other end is gone
-                chunk = b""
-            with self._changed:
-                self._tty += chunk
-                self._changed.notify_all()
-            if not chunk:
-                return
-
-    def _read_stderr(self, stream: IO[bytes] | None) -> None:
-        if stream is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            for chunk in iter(lambda: os.read(stream.fileno(), 4096), b""):
-                with self._changed:
-                    self._stderr += chunk
-                    self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        """What the terminal showed, its line ends as "\\n"."""
-        with self._changed:
-            return self._tty.decode("utf-8", "replace").replace("\r\n", "\n")
-
-    @property
-    def stderr(self) -> str:
-        with self._changed:
-            return self._stderr.decode("utf-8", "replace")
-
-    def wait_for(self, condition: Callable[[str], bool], timeout: float = WAIT) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                if condition(self._tty.decode("utf-8", "replace").replace("\r\n", "\n")):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(min(remaining, 0.2))
-
-    def type(self, text: str) -> None:
-        os.write(self._master, text.encode())
-
-    def wait_exit(self, timeout: float = REAP) -> int | None:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    def describe(self) -> str:
-        return (
-            f"exit code: {self.proc.poll()}\n--- terminal ---\n{self.output}\n"
-            f"--- stderr ---\n{self.stderr}"
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(REAP)
-        self._closing.set()
-        for reader in self._readers:
-            reader.join(5)
-        os.close(self._master)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-
-@contextlib.contextmanager
-def pty_console(
-    config_path: Path, *args: str, env: Mapping[str, str] | None = None
-) -> Iterator[PtyConsole]:
-    console = PtyConsole(["--config", str(config_path), "run", *args], env or {})
-    try:
-        yield console
-    finally:
-        console.stop()
-
 
 # -- reading what the console printed ----------------------------------------------------------
 
@@ -211,9 +63,9 @@ def local_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def banner_of(bot: BotProcess) -> str:
-    assert bot.wait_for_stdout(lambda out: "Ctrl-D quits" in out), bot.describe()
-    lines = bot.stdout_lines()
+def banner_of(bot: Process) -> str:
+    assert bot.wait_for_output(lambda out: "Ctrl-D quits" in out), bot.describe()
+    lines = bot.lines()
     end = next(number for number, line in enumerate(lines) if "Ctrl-D quits" in line)
     return "\n".join(lines[: end + 1])
 
@@ -245,18 +97,18 @@ def _indented_after(lines: list[str], start: int) -> Iterator[str]:
         yield line
 
 
-def ask(bot: BotProcess, line: str, first_words: str) -> list[str]:
+def ask(bot: Process, line: str, first_words: str) -> list[str]:
     start = bot.send_line(line)
-    assert bot.wait_for_stdout(
+    assert bot.wait_for_output(
         lambda out: any(text.startswith(f"bot> {first_words}") for text in out.splitlines()),
         WAIT,
         start,
     ), f"no answer to {line!r}\n{bot.describe()}"
     # The answer is printed whole, in one write; read it from what came after the line.
-    return answer_block(bot.stdout_lines()[start:], first_words)
+    return answer_block(bot.lines()[start:], first_words)
 
 
-# -- 1. a demo is never counted ------------------------------------------------------------------
+# -- a demo is never counted -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("configured_by", ["TELEMETRY_HOST", "telemetryHost"])
@@ -268,22 +120,22 @@ def test_run_without_flags_sends_nothing_to_the_configured_host_and_prints_each_
         if configured_by == "TELEMETRY_HOST":
             env["TELEMETRY_HOST"] = capture.url
         else:
-            write_json(config_path, {"telemetryHost": capture.url})
-        with bot_process("--config", str(config_path), "run", "--console", env=env) as bot:
+            write_config(config_path, {"telemetryHost": capture.url})
+        with cli_process("--config", str(config_path), "run", "--console", env=env) as bot:
             banner = banner_of(bot)
             assert "local PostHog stand-in" in banner, banner
             assert capture.url not in banner, banner
             # The startup event prints as the stand-in receives it, while the console runs.
-            assert bot.wait_for_stdout(lambda out: f"{LOCAL}startup {{" in out), bot.describe()
+            assert bot.wait_for_output(lambda out: f"{LOCAL}startup {{" in out), bot.describe()
 
             code, _ = bot.timed_exit(bot.close_stdin)
 
             assert code == 0, bot.describe()
-            lines = bot.stdout_lines()
+            lines = bot.lines()
         assert capture.requests == [], "the demo sent to the configured host"
         shown = dict(local_events(lines))
         assert set(shown) == {"startup", "shutdown"}, lines
-        instance_id = read_json(config_path)["telemetryInstanceId"]
+        instance_id = read_config(config_path)["telemetryInstanceId"]
         for name, event in shown.items():
             assert event["event"] == name
             assert event["distinct_id"] == instance_id
@@ -301,7 +153,7 @@ def test_run_console_posthog_real_sends_to_the_configured_host(config_path: Path
     with capture_server() as capture:
         env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN}
         args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             banner = banner_of(bot)
             assert f"sent to {capture.url}" in telemetry_line(banner), banner
             assert capture.wait_for_events(1, "startup", timeout=WAIT), bot.describe()
@@ -311,7 +163,7 @@ def test_run_console_posthog_real_sends_to_the_configured_host(config_path: Path
             assert code == 0, bot.describe()
             assert capture.wait_for_events(1, "shutdown", timeout=WAIT), bot.describe()
             assert LOCAL not in bot.stdout, "no local stand-in with --posthog real"
-        instance_id = read_json(config_path)["telemetryInstanceId"]
+        instance_id = read_config(config_path)["telemetryInstanceId"]
         assert {event["distinct_id"] for event in capture.events} == {instance_id}
 
 
@@ -321,7 +173,7 @@ def test_events_a_real_run_left_waiting_are_not_swallowed_by_the_demo(config_pat
     with capture_server(REFUSE) as capture:
         env = {"TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
         args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             banner_of(bot)
             code, _ = bot.timed_exit(bot.close_stdin)
             assert code == 0, bot.describe()
@@ -329,13 +181,13 @@ def test_events_a_real_run_left_waiting_are_not_swallowed_by_the_demo(config_pat
         assert left, "the real run left nothing waiting: nothing to test"
 
         env["TELEMETRY_SHUTDOWN_TIMEOUT"] = GENEROUS_SHUTDOWN
-        with bot_process("--config", str(config_path), "run", "--console", env=env) as demo:
+        with cli_process("--config", str(config_path), "run", "--console", env=env) as demo:
             banner_of(demo)
             code, _ = demo.timed_exit(demo.close_stdin)
             assert code == 0, demo.describe()
 
         capture.set_mode(ACCEPT)
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             banner_of(bot)
             code, _ = bot.timed_exit(bot.close_stdin)
             assert code == 0, bot.describe()
@@ -348,9 +200,9 @@ def test_events_the_demo_left_waiting_never_reach_the_configured_host(config_pat
     # later `flush` (or a real run) can never send it to the configured host.
     env = {"TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
     args = ("--config", str(config_path), "run", "--console")
-    with bot_process(*args, env=env) as demo:
+    with cli_process(*args, env=env) as demo:
         banner_of(demo)
-        assert demo.wait_for_stdout(lambda out: "→ PostHog (local): startup" in out, WAIT), (
+        assert demo.wait_for_output(lambda out: "→ PostHog (local): startup" in out, WAIT), (
             demo.describe()
         )
         code, _ = demo.timed_exit(demo.close_stdin)
@@ -367,7 +219,7 @@ def _outbox_uuids(config_path: Path) -> set[str]:
     return {str(event["uuid"]) for event in outbox_events(config_path)}
 
 
-# -- 2. CI runs are not counted ----------------------------------------------------------------
+# -- CI runs are not counted -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -375,7 +227,7 @@ def test_console_under_ci_says_so_first_and_sends_nothing(config_path: Path, ci:
     with capture_server() as capture:
         env = {"CI": ci, "TELEMETRY_HOST": capture.url, "TELEMETRY_SHUTDOWN_TIMEOUT": "5"}
         args = ("--config", str(config_path), "run", "--console", "--posthog", "real")
-        with bot_process(*args, env=env) as bot:
+        with cli_process(*args, env=env) as bot:
             line = telemetry_line(banner_of(bot))
             assert line.startswith("Telemetry: off (source: env:CI)"), line
 
@@ -389,20 +241,26 @@ def test_console_under_ci_says_so_first_and_sends_nothing(config_path: Path, ci:
         assert capture.requests == [], "a CI run was counted"
 
 
-# -- 4. the console on a terminal ----------------------------------------------------------------
+# -- the console on a terminal -----------------------------------------------------------------
 
 
 def test_output_while_the_prompt_waits_starts_its_own_line_and_a_new_prompt_follows(
     config_path: Path,
 ) -> None:
-    with pty_console(config_path, env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN}) as tty:
-        assert tty.wait_for(lambda out: out.endswith(PROMPT)), tty.describe()
+    with cli_process(
+        "--config",
+        str(config_path),
+        "run",
+        terminal=True,
+        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
+    ) as tty:
+        assert tty.wait_for_text(lambda out: out.endswith(PROMPT)), tty.describe()
         # Nothing is typed: the first-run notice and the startup event come on their own.
-        assert tty.wait_for(lambda out: ends_at_a_fresh_prompt(out, NOTICE, f"{LOCAL}startup")), (
-            tty.describe()
-        )
+        assert tty.wait_for_text(
+            lambda out: ends_at_a_fresh_prompt(out, NOTICE, f"{LOCAL}startup")
+        ), tty.describe()
 
-        out = tty.output
+        out = tty.text()
         for marker in (NOTICE, LOCAL):
             for found in re.finditer(re.escape(marker), out):
                 start = found.start()
@@ -412,17 +270,23 @@ def test_output_while_the_prompt_waits_starts_its_own_line_and_a_new_prompt_foll
 
         # And the prompt still works: a line typed now is answered.
         tty.type("telemetry status\n")
-        assert tty.wait_for(lambda out: ends_at_a_fresh_prompt(out, "bot> Telemetry is on")), (
+        assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, "bot> Telemetry is on")), (
             tty.describe()
         )
 
 
 @pytest.mark.parametrize("how", ["ctrl-d", "ctrl-c", "sigterm"])
 def test_eof_ctrl_c_and_sigterm_end_the_console_alike(config_path: Path, how: str) -> None:
-    write_json(config_path, {"telemetryNoticeShown": True})
-    with pty_console(config_path, env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN}) as tty:
+    write_config(config_path, {"telemetryNoticeShown": True})
+    with cli_process(
+        "--config",
+        str(config_path),
+        "run",
+        terminal=True,
+        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
+    ) as tty:
         # Once the startup event printed, the plugin is running: what is tested is the end.
-        assert tty.wait_for(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
+        assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
             tty.describe()
         )
 
@@ -431,11 +295,11 @@ def test_eof_ctrl_c_and_sigterm_end_the_console_alike(config_path: Path, how: st
         elif how == "ctrl-c":
             tty.type("\x03")  # the terminal makes it SIGINT, for the whole foreground group
         else:
-            tty.proc.send_signal(signal.SIGTERM)
+            tty.signal(signal.SIGTERM)
         code = tty.wait_exit()
 
         assert code == 0, tty.describe()
-        out = tty.output
+        out = tty.text()
         assert f"{SHUTTING_DOWN}: " in out, tty.describe()
         assert f"{LOCAL}shutdown {{" in out.split(SHUTTING_DOWN, 1)[1], tty.describe()
         assert "Traceback" not in tty.stderr, tty.describe()
@@ -443,14 +307,20 @@ def test_eof_ctrl_c_and_sigterm_end_the_console_alike(config_path: Path, how: st
 
 
 def test_after_ctrl_d_at_the_prompt_shutting_down_starts_its_own_line(config_path: Path) -> None:
-    write_json(config_path, {"telemetryNoticeShown": True})
-    with pty_console(config_path, env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN}) as tty:
-        assert tty.wait_for(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
+    write_config(config_path, {"telemetryNoticeShown": True})
+    with cli_process(
+        "--config",
+        str(config_path),
+        "run",
+        terminal=True,
+        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
+    ) as tty:
+        assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
             tty.describe()
         )
         tty.type("\x04")
         assert tty.wait_exit() == 0, tty.describe()
-        out = tty.output
+        out = tty.text()
         assert re.search(rf"^{SHUTTING_DOWN}: ", out, re.MULTILINE), out
 
 
@@ -460,7 +330,7 @@ def test_debug_banner_claims_no_host_and_nothing_is_sent(
 ) -> None:
     with capture_server() as capture:
         env = {"TELEMETRY_DEBUG": "1", "TELEMETRY_HOST": capture.url}
-        with bot_process(
+        with cli_process(
             "--config", str(config_path), "run", "--console", *posthog, env=env
         ) as bot:
             line = telemetry_line(banner_of(bot))
@@ -480,8 +350,8 @@ def test_debug_banner_claims_no_host_and_nothing_is_sent(
 
 @pytest.mark.parametrize("line", ["help", "telemetry help"])
 def test_help_lists_each_command_on_one_line(config_path: Path, line: str) -> None:
-    write_json(config_path, {"telemetryNoticeShown": True})
-    with bot_process("--config", str(config_path), "run", "--console") as bot:
+    write_config(config_path, {"telemetryNoticeShown": True})
+    with cli_process("--config", str(config_path), "run", "--console") as bot:
         banner_of(bot)
         first = "Host commands" if line == "help" else "Telemetry commands"
         answer = ask(bot, line, first)
@@ -502,19 +372,6 @@ def test_help_lists_each_command_on_one_line(config_path: Path, line: str) -> No
 # -- a signal while a command is being handled --------------------------------------------------
 
 
-@contextlib.contextmanager
-def holding_lock(lock_path: Path) -> Iterator[None]:
-    """Hold the config's lock file as another process would (the console's writes wait)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path.parent.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def has_open(pid: int, path: Path) -> bool:
     folder = Path(f"/proc/{pid}/fd")
     with contextlib.suppress(OSError):
@@ -529,41 +386,31 @@ def has_open(pid: int, path: Path) -> bool:
 def test_a_signal_while_a_command_is_handled_still_ends_the_console(
     config_path: Path, signum: int
 ) -> None:
-    write_json(
+    write_config(
         config_path,
         {"telemetryNoticeShown": True, "telemetryInstanceId": INSTANCE, "telemetryEnabled": True},
     )
     lock_path = state_file(config_path, "lock")
     env = {"TELEMETRY_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)}
-    with bot_process("--config", str(config_path), "run", "--console", env=env) as bot:
+    with cli_process("--config", str(config_path), "run", "--console", env=env) as bot:
         banner_of(bot)
-        with holding_lock(lock_path):
+        with held_by_another_process(lock_path):
             bot.send_line("setconfig telemetryEnabled false")
             # The save waits for the lock: the console is inside the command now.
-            assert wait_until(lambda: has_open(bot.proc.pid, lock_path), WAIT), bot.describe()
+            assert wait_until(lambda: has_open(bot.pid, lock_path), WAIT), bot.describe()
             bot.signal(signum)
             # Until the signal was handled (the wait for the lock given up, or the process
             # gone); a console that lets the command finish first keeps waiting instead.
-            wait_until(
-                lambda: bot.proc.poll() is not None or not has_open(bot.proc.pid, lock_path), WAIT
-            )
+            wait_until(lambda: bot.poll() is not None or not has_open(bot.pid, lock_path), WAIT)
         code = bot.wait_exit(within(SHUTDOWN_TIMEOUT))
 
         assert code == 0, bot.describe()
         assert SHUTTING_DOWN in bot.stdout, bot.describe()
 
 
-# -- the demo is a demo (issue 16) ---------------------------------------------------------------
+# -- the demo is a demo -------------------------------------------------------------------------
 
 SLACKONOS_EXAMPLE = Path(__file__).parent / "data" / "slackonos-config.json.example"
-
-
-def _tree(root: Path) -> dict[str, bytes | None]:
-    """Every file and folder under ``root`` with its bytes (None for a folder)."""
-    return {
-        str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
-        for path in sorted(root.rglob("*"))
-    }
 
 
 @pytest.mark.parametrize("named_by", ["working-dir", "SLACKONOS_CONFIG"])
@@ -574,24 +421,21 @@ def test_the_demo_leaves_a_real_bots_folder_byte_for_byte_as_it_was(
     config = bot_folder / "config" / "config.json"
     config.parent.mkdir(parents=True)
     config.write_bytes(SLACKONOS_EXAMPLE.read_bytes())
-    before = _tree(bot_folder)
+    before = tree(bot_folder)
     env = {"SLACKONOS_CONFIG": str(config)} if named_by == "SLACKONOS_CONFIG" else {}
 
     # `make run` in the bot's folder: `run` on a terminal, no tokens, no --config.
-    console = PtyConsole(["run"], env, cwd=bot_folder)
-    try:
-        assert console.wait_for(lambda out: PROMPT in out), console.describe()
-        assert str(config) not in console.output, "the demo names the real config as its own"
+    with cli_process("run", env=env, cwd=bot_folder, terminal=True) as console:
+        assert console.wait_for_text(lambda out: PROMPT in out), console.describe()
+        assert str(config) not in console.text(), "the demo names the real config as its own"
         for line in ("setconfig telemetryEnabled false", "telemetry reset-id", "telemetry"):
-            shown = len(console.output)
+            shown = len(console.text())
             console.type(line + "\n")
-            assert console.wait_for(lambda out, n=shown: "bot>" in out[n:]), console.describe()
+            assert console.wait_for_text(lambda out, n=shown: "bot>" in out[n:]), console.describe()
         console.type("\x04")  # Ctrl-D
         assert console.wait_exit() == 0, console.describe()
-    finally:
-        console.stop()
 
-    assert _tree(bot_folder) == before, "the demo changed the real bot's folder"
+    assert tree(bot_folder) == before, "the demo changed the real bot's folder"
 
 
 def test_the_console_on_a_real_config_says_it_changes_that_file(tmp_path: Path) -> None:
@@ -599,10 +443,10 @@ def test_the_console_on_a_real_config_says_it_changes_that_file(tmp_path: Path) 
     config.parent.mkdir(parents=True)
     config.write_bytes(SLACKONOS_EXAMPLE.read_bytes())
 
-    with bot_process("--config", str(config), "run", "--console") as bot:
+    with cli_process("--config", str(config), "run", "--console") as bot:
         banner = banner_of(bot)
         start = bot.send_line("setconfig telemetryEnabled false")
-        assert bot.wait_for_stdout(lambda out: "saved to" in out, start=start), bot.describe()
+        assert bot.wait_for_output(lambda out: "saved to" in out, start=start), bot.describe()
         bot.close_stdin()
         assert bot.wait_exit() == 0, bot.describe()
 

@@ -1,5 +1,5 @@
-"""Issue 8, "every input survived" (cases 6-14; SPEC sections 2, 4 and 7): whatever the
-config file, the file system, the capture endpoint or the process layout, nothing
+"""Hostile inputs survived (docs/CONTRACT.md, "The config file", "Delivery", "CLI"): whatever
+the config file, the file system, the capture endpoint or the process layout, nothing
 crashes, nothing escapes as a traceback, an opt-out always works, and the deadline
 is kept.
 
@@ -9,16 +9,13 @@ the real Bolt app over signed HTTP, real files (symlinks, owners, permissions).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,25 +39,25 @@ from tests.support.capture import (
     CaptureServer,
     capture_server,
 )
-from tests.support.environment import clean_environ, run_cli
-from tests.support.state import make_state_folder
-from tests.support.trackers import (
-    Host,
-    host_environ,
+from tests.support.cli import one_error_line, run_cli
+from tests.support.environment import PYTHON, clean_environ
+from tests.support.events import parse_utc, uuids_of
+from tests.support.files import (
+    Snapshot,
+    last_slot,
+    make_state_folder,
     outbox_for,
     outbox_path,
-    parse_utc,
     pending,
     read_config,
-    running_host,
-    uuids_of,
+    tree,
     write_config,
 )
+from tests.support.processes import started
+from tests.support.trackers import ready, tracker_environ, tracker_host
+from tests.support.users import NOBODY, owned_by_nobody, read_only_config, readable_by_nobody
 from tests.support.waiting import wait_until, within
-from tests.test_config_store import read_only_config
 
-NOBODY = 65534
-PROG_ERROR = "slackonos-telemetry: error: "
 POSITION = re.compile(r"line \d+, column \d+")
 
 
@@ -78,15 +75,6 @@ def bed(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> Iterator[Testbed]
 
 def _cli(config_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return run_cli("--config", str(config_path), *args, env=env or None)
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The CLI's failure as a person sees it: exactly one line on stderr, no traceback."""
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(PROG_ERROR), lines[0]
-    return lines[0]
 
 
 def _queue(config_path: Path, count: int) -> list[str]:
@@ -157,7 +145,7 @@ def test_a_foreign_number_beyond_float_range_is_kept_or_refused(config_path: Pat
         assert "Infinity" not in written, written
         assert json.loads(written)["maxVolume"] == json.loads(original)["maxVolume"]
     else:  # refused as a config-error: nothing changed
-        _one_error_line(result)
+        one_error_line(result)
         assert written == original
 
 
@@ -201,7 +189,7 @@ def test_an_unreadable_config_is_a_config_error_in_one_cli_line(
     for command in ("disable", "enable", "reset-id"):
         result = _cli(config_path, command)
         assert result.returncode == 2, (command, result.stdout, result.stderr)
-        line = _one_error_line(result)
+        line = one_error_line(result)
         assert str(config_path) in line and POSITION.search(line), line
     assert config_path.read_bytes() == original
 
@@ -227,19 +215,19 @@ def test_the_tracker_survives_an_unreadable_config_and_recovers_when_fixed(
     server.set_mode(ERROR_500)  # events wait, so the tracker looks at the file often
     write_config(config_path, {"gongLimit": 3, "telemetryInstanceId": str(uuid.uuid4())})
     good = config_path.read_text(encoding="utf-8")
-    env = host_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
-    with running_host(config_path, env=env) as host:
+    env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
+    with tracker_host(config_path, env=env) as host:
         assert wait_until(lambda: pending(config_path) != [], 10), host.stderr
         config_path.write_text(UNREADABLE[kind], encoding="utf-8")
         # Withheld while it cannot be read (it may hold an opt-out, or a mere typo): the
         # tracker, still running, sends nothing and discards nothing. Two heartbeat slots
         # passed means it looked at the file at least twice meanwhile.
-        slot = _last_slot(config_path)
-        assert wait_until(lambda: _last_slot(config_path) >= slot + 2, 15), host.stderr
+        slot = last_slot(config_path)
+        assert wait_until(lambda: last_slot(config_path) >= slot + 2, 15), host.stderr
         kept = uuids_of(pending(config_path))
         server.set_mode(ACCEPT)
-        slot = _last_slot(config_path)
-        assert wait_until(lambda: _last_slot(config_path) >= slot + 2, 15), host.stderr
+        slot = last_slot(config_path)
+        assert wait_until(lambda: last_slot(config_path) >= slot + 2, 15), host.stderr
         assert server.events == [], "an event left while the config could not be read"
         assert uuids_of(pending(config_path)) == kept, "waiting events were discarded"
         fixed_at = datetime.now(timezone.utc)
@@ -250,21 +238,11 @@ def test_the_tracker_survives_an_unreadable_config_and_recovers_when_fixed(
             lambda s: any(parse_utc(e["timestamp"]) > fixed_at for e in s.events), timeout=10
         ), f"no event after the fix: the tracker is gone\n{host.stderr}"
         assert host.ask("ping", "pong")["pid"] == host.pid
-    assert "Traceback" not in "\n".join(host.stderr), host.stderr
+    assert "Traceback" not in host.stderr, host.stderr
 
 
-def _last_slot(config_path: Path) -> int:
-    """The last heartbeat slot the instance went through (made or, while off, skipped)."""
-    try:
-        data = json.loads(outbox_path(config_path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return 0
-    slot = data.get("session", {}).get("1", {}).get("lastSlot", 0)
-    return slot if isinstance(slot, int) else 0
-
-
-# The outbox file is input too: whatever it holds, an opt-out works and nothing
-# blocks the events behind it (SPEC section 4: checked when sent, unusable ones dropped).
+# The outbox file is input too: whatever it holds, an opt-out works and nothing blocks the
+# events behind it (docs/CONTRACT.md, "Delivery": checked when sent, unusable ones dropped).
 
 
 def _outbox_with(config_path: Path, documents: dict[str, Any]) -> list[str]:
@@ -305,7 +283,7 @@ def test_an_odd_outbox_entry_never_blocks_the_others(
 ) -> None:
     good = _outbox_with(config_path, _copy(ODD_OUTBOXES[odd]))
 
-    result = _cli(config_path, "flush", "--timeout", "10", **host_environ(server.url))
+    result = _cli(config_path, "flush", "--timeout", "10", **tracker_environ(server.url))
 
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert pending(config_path) == []
@@ -368,7 +346,7 @@ def test_an_opt_out_in_the_real_file_is_honoured_by_a_bot_given_the_link(
 ) -> None:
     link, target = linked_config
     server.set_mode(ERROR_500)
-    with running_host(link, env=host_environ(server.url)) as host:
+    with tracker_host(link, env=tracker_environ(server.url)) as host:
         # The bot's first write (its instance ID) goes through the link.
         assert wait_until(lambda: pending(target) != [], 10), host.stderr
         assert link.is_symlink()
@@ -383,38 +361,9 @@ def test_an_opt_out_in_the_real_file_is_honoured_by_a_bot_given_the_link(
 # -- case 9: a rewrite keeps the owner and mode ------------------------------------------------
 
 
-@contextlib.contextmanager
-def _users_folder() -> Iterator[Path]:
-    """A folder that user nobody owns (the bot's own), reachable by nobody."""
-    if os.geteuid() != 0:
-        pytest.skip("changing a file's owner needs root")
-    base = Path(tempfile.mkdtemp(prefix="slackonos-owner-"))
-    try:
-        base.chmod(0o755)
-        folder = base / "config"
-        folder.mkdir(mode=0o750)
-        os.chown(folder, NOBODY, NOBODY)
-        yield folder
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _readable_by_nobody(path: Path) -> bool:
-    result = subprocess.run(
-        ["cat", str(path)],
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=[],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode == 0
-
-
 @pytest.mark.parametrize("command", ["disable", "reset-id"])
 def test_root_keeps_the_owner_and_mode_of_a_users_config(command: str) -> None:
-    with _users_folder() as folder:
+    with owned_by_nobody() as folder:
         config_path = folder / "config.json"
         write_config(config_path, {"gongLimit": 3, "telemetryInstanceId": str(uuid.uuid4())})
         os.chown(config_path, NOBODY, NOBODY)
@@ -429,7 +378,7 @@ def test_root_keeps_the_owner_and_mode_of_a_users_config(command: str) -> None:
         status = config_path.stat()
         assert (status.st_uid, status.st_gid) == (NOBODY, NOBODY)
         assert stat.S_IMODE(status.st_mode) == 0o640
-        assert _readable_by_nobody(config_path), "the bot's user cannot read its config"
+        assert readable_by_nobody(config_path), "the bot's user cannot read its config"
         if command == "disable":
             assert read_config(config_path)["telemetryEnabled"] is False
         not_theirs = [p.name for p in folder.iterdir() if p.stat().st_uid != NOBODY]
@@ -445,10 +394,10 @@ def test_a_redirect_is_not_acceptance(server: CaptureServer, config_path: Path, 
     waiting = _queue(config_path, 2)
     server.set_mode(mode)
 
-    result = _cli(config_path, "flush", "--timeout", "1.5", **host_environ(server.url))
+    result = _cli(config_path, "flush", "--timeout", "1.5", **tracker_environ(server.url))
 
     assert result.returncode == 1, (result.stdout, result.stderr)
-    _one_error_line(result)
+    one_error_line(result)
     assert uuids_of(pending(config_path)) == waiting, "a redirect counted as delivered"
     assert server.requests and all(r.path != MOVED_PATH for r in server.requests), [
         (r.method, r.path) for r in server.requests
@@ -460,13 +409,13 @@ def test_a_408_keeps_the_event_and_is_retried(server: CaptureServer, config_path
     waiting = _queue(config_path, 1)
     server.set_mode(TIMEOUT_408)
 
-    first = _cli(config_path, "flush", "--timeout", "1.5", **host_environ(server.url))
+    first = _cli(config_path, "flush", "--timeout", "1.5", **tracker_environ(server.url))
 
     assert first.returncode == 1, (first.stdout, first.stderr)
     assert uuids_of(pending(config_path)) == waiting, "408 dropped the event"
     assert any(r.status == 408 and r.events for r in server.requests), server.requests
     server.set_mode(ACCEPT)
-    second = _cli(config_path, "flush", "--timeout", "10", **host_environ(server.url))
+    second = _cli(config_path, "flush", "--timeout", "10", **tracker_environ(server.url))
     assert second.returncode == 0, second.stderr
     assert uuids_of(server.events) == waiting
     assert pending(config_path) == []
@@ -476,7 +425,7 @@ def test_a_running_bot_retries_a_408_until_accepted(
     server: CaptureServer, config_path: Path
 ) -> None:
     server.set_mode(TIMEOUT_408)
-    with running_host(config_path, env=host_environ(server.url)) as host:
+    with tracker_host(config_path, env=tracker_environ(server.url)) as host:
         assert server.wait_for(lambda s: len(s.requests) >= 2, timeout=15), host.stderr
         server.set_mode(ACCEPT)
         assert server.wait_for_events(1, name="startup", timeout=15), host.stderr
@@ -508,14 +457,14 @@ def test_an_owned_key_given_twice_is_a_config_error(
 
     report = json.loads(_cli(config_path, "status", "--json").stdout)
     enable = _cli(config_path, "enable")
-    flush = _cli(config_path, "flush", "--timeout", "5", **host_environ(server.url))
+    flush = _cli(config_path, "flush", "--timeout", "5", **tracker_environ(server.url))
 
     assert (report["enabled"], report["source"]) == (False, "config-error"), report
     assert "twice" in report["reason"] and POSITION.search(report["reason"]), report["reason"]
     assert enable.returncode == 2
-    assert "twice" in _one_error_line(enable)
+    assert "twice" in one_error_line(enable)
     # Withheld, not an opt-out: nothing is sent, and the event waits.
-    assert flush.returncode == 1 and "config-error" in _one_error_line(flush), flush.stderr
+    assert flush.returncode == 1 and "config-error" in one_error_line(flush), flush.stderr
     assert server.requests == []
     assert len(pending(config_path)) == 1
     assert config_path.read_bytes() == original
@@ -543,17 +492,6 @@ def test_slack_setconfig_on_an_owned_key_given_twice_answers_the_error(bed: Test
 # -- case 12: reading never writes -------------------------------------------------------------
 
 
-def _tree(root: Path) -> dict[str, bytes | None]:
-    """Every file and folder under ``root`` with its content (None for a folder)."""
-    if not root.exists():
-        return {}
-    found: dict[str, bytes | None] = {".": None}
-    for path in sorted(root.rglob("*")):
-        with contextlib.suppress(FileNotFoundError):  # a temp file renamed meanwhile
-            found[str(path.relative_to(root))] = None if path.is_dir() else path.read_bytes()
-    return found
-
-
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["preview"]])
 def test_reading_a_config_that_is_not_there_creates_nothing(
     tmp_path: Path, args: list[str]
@@ -563,26 +501,26 @@ def test_reading_a_config_that_is_not_there_creates_nothing(
     result = _cli(config_path, *args)
 
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "no").exists(), _tree(tmp_path / "no")
+    assert not (tmp_path / "no").exists(), tree(tmp_path / "no")
 
 
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["preview", "startup"]])
 def test_reading_an_existing_config_writes_nothing(config_path: Path, args: list[str]) -> None:
     write_config(config_path, {"gongLimit": 3})  # enabled, and no instance ID yet
-    before = _tree(config_path.parent)
+    before = tree(config_path.parent)
 
     result = _cli(config_path, *args)
 
     assert result.returncode == 0, result.stderr
-    assert _tree(config_path.parent) == before
+    assert tree(config_path.parent) == before
 
 
-def _not_the_trackers(tree: dict[str, bytes | None]) -> dict[str, bytes | None]:
+def _not_the_trackers(found: dict[str, Snapshot]) -> dict[str, Snapshot]:
     # The bot's tracker keeps its outbox (and its locks) on a thread of its own, at
     # its own pace: that is not what answering a command wrote.
     return {
         name: data
-        for name, data in tree.items()
+        for name, data in found.items()
         if not name.lstrip(".").startswith("telemetry-outbox")  # its temp files too
     }
 
@@ -595,13 +533,13 @@ def test_slack_status_and_preview_write_nothing(
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     bed.write_config({"gongLimit": 3, "telemetryNoticeShown": True})
     bot = bed.start()
-    before = _not_the_trackers(_tree(bed.config_path.parent))
+    before = _not_the_trackers(tree(bed.config_path.parent))
 
     answer = bot.answer(command)
     bot.settle()
 
     assert answer.params["text"]
-    assert _not_the_trackers(_tree(bed.config_path.parent)) == before
+    assert _not_the_trackers(tree(bed.config_path.parent)) == before
     assert sorted(before) == [".", "config.json"], before
     assert "telemetryInstanceId" not in bed.config()
 
@@ -675,13 +613,13 @@ def test_flush_and_disable_in_a_folder_that_cannot_be_written(
 
         try:
             result = config.run_cli(
-                "--config", str(config.path), command, env=host_environ(server.url)
+                "--config", str(config.path), command, env=tracker_environ(server.url)
             )
         finally:
             outbox.parent.chmod(0o700)
 
         assert result.returncode == 1, (result.stdout, result.stderr)
-        line = _one_error_line(result).lower()
+        line = one_error_line(result).lower()
         # Run as another user, the state folder is not its own; run as its owner, the
         # folder is read-only: either way, one line that says why.
         assert "permission denied" in line or "belongs to user" in line, line
@@ -722,31 +660,16 @@ def test_two_apps_in_one_process_stop_within_one_deadline_together(
     paths = [tmp_path / name / "config.json" for name in ("first", "second")]
     for path in paths:
         write_config(path, base_config(telemetryInstanceId=str(uuid.uuid4())))
-    env = host_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=f"{SHUTDOWN_TIMEOUT:g}")
-    process = subprocess.Popen(
-        [sys.executable, "-c", TWO_APPS, *map(str, paths)],
-        env=clean_environ(env),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    host = Host(process)
-    try:
-        host.wait_ready()
+    env = tracker_environ(server.url, TELEMETRY_SHUTDOWN_TIMEOUT=f"{SHUTDOWN_TIMEOUT:g}")
+    with started([PYTHON, "-c", TWO_APPS, *map(str, paths)], env=env) as host:
+        ready(host)
         assert wait_until(lambda: all(_events_named(p, "startup") for p in paths), 15)
         assert server.wait_for_request(15), "no send under way"  # and it hangs
         signalled_at = datetime.now(timezone.utc)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = process.wait(within(SHUTDOWN_TIMEOUT) + 10)
-        except subprocess.TimeoutExpired:
-            code = None
-        took = time.monotonic() - started
-    finally:
-        host.close()
+        started_at = time.monotonic()
+        host.signal(signal.SIGTERM)
+        code = host.wait_exit(within(SHUTDOWN_TIMEOUT) + 10)
+        took = time.monotonic() - started_at
     assert code == -signal.SIGTERM, (code, host.stderr)
     assert took <= within(SHUTDOWN_TIMEOUT), f"SIGTERM took {took:.2f} s"
     made = []

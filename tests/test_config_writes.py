@@ -1,4 +1,4 @@
-"""The operator's config file through the real paths (docs/CONTRACT.md, "The config
+"""Writes to the config file through the real paths (docs/CONTRACT.md, "The config
 file"): what the CLI, Slack's setconfig and a running bot write changes only the lines
 it must, checked as a user checks it in git; a read-only config still works (or says
 why not); and a host rewriting the file in place loses no event.
@@ -26,11 +26,12 @@ import pytest
 from slackonos_telemetry.config.jsonfile import dumps
 from tests.support.bots import open_testbed
 from tests.support.capture import CaptureServer, capture_server
-from tests.support.state import outbox_path
-from tests.support.trackers import host_environ, uuid_counts
+from tests.support.events import uuid_counts
+from tests.support.files import outbox_path
+from tests.support.trackers import tracker_environ
+from tests.support.users import read_only_config
 from tests.support.waiting import wait_until, within
-from tests.test_config_store import read_only_config
-from tests.test_own_files import EXIT_SECONDS, cli, logged_host, stop, writable_by_nobody
+from tests.test_state_folder import EXIT_SECONDS, cli, logged_host, stop, writable_by_nobody
 
 # SlackONOS's own example config: github.com/htilly/SlackONOS, config/config.json.example
 EXAMPLE = (Path(__file__).parent / "data" / "slackonos-config.json.example").read_bytes()
@@ -189,7 +190,7 @@ def test_a_running_bot_adds_its_instance_id_as_one_line(
     server: CaptureServer, config_path: Path, look: str
 ) -> None:
     write_text(config_path, LOOKS[look])
-    with logged_host(config_path, host_environ(server.url)) as host:
+    with logged_host(config_path, tracker_environ(server.url)) as host:
         assert server.wait_for_events(1, name="startup", timeout=15), host.stderr
         stop(host)
     written = text_of(config_path)
@@ -204,7 +205,7 @@ def test_a_read_only_config_sends_under_one_id_kept_in_the_state_folder(
     server: CaptureServer,
 ) -> None:
     with read_only_config(EXAMPLE_TEXT) as config, writable_by_nobody() as state_home:
-        env = host_environ(server.url, XDG_STATE_HOME=str(state_home))
+        env = tracker_environ(server.url, XDG_STATE_HOME=str(state_home))
         for starts in (1, 2):
             with logged_host(config.path, env, as_nobody=True) as host:
                 assert server.wait_for_events(starts, name="startup", timeout=15), host.stderr
@@ -233,15 +234,17 @@ def test_a_read_only_config_with_nowhere_to_write_sends_nothing_and_says_the_fix
 ) -> None:
     with read_only_config(EXAMPLE_TEXT) as config:
         nowhere = config.path.parent / "state"  # in the read-only folder
-        env = host_environ(server.url, XDG_STATE_HOME=str(nowhere))
+        env = tracker_environ(server.url, XDG_STATE_HOME=str(nowhere))
         with logged_host(config.path, env, as_nobody=True) as host:
-            said = host.wait_for_line(lambda line: "TELEMETRY_STATE_DIR" in line, 15, "stderr")
+            said = host.wait_for_line(
+                lambda line: "TELEMETRY_STATE_DIR" in line, 15, stream="stderr"
+            )
             assert said is not None, host.stderr
             assert host.ask("ping", "pong")["pid"] == host.pid
             stop(host)
 
         assert server.requests == []
-        fix = [line for line in host.stderr if "TELEMETRY_STATE_DIR" in line]
+        fix = [line for line in host.lines("stderr") if "TELEMETRY_STATE_DIR" in line]
         assert len(fix) == 1 and "telemetryInstanceId" in fix[0], host.stderr
         assert config.path.read_bytes() == EXAMPLE
         assert os.listdir(config.path.parent) == ["config.json"]
@@ -250,7 +253,7 @@ def test_a_read_only_config_with_nowhere_to_write_sends_nothing_and_says_the_fix
 def test_an_opt_out_in_a_read_only_config_still_wins(server: CaptureServer) -> None:
     content = EXAMPLE_TEXT.replace('"logLevel"', '"telemetryEnabled": false,\n    "logLevel"')
     with read_only_config(content) as config, writable_by_nobody() as state_home:
-        env = host_environ(server.url, XDG_STATE_HOME=str(state_home))
+        env = tracker_environ(server.url, XDG_STATE_HOME=str(state_home))
         with logged_host(config.path, env, as_nobody=True) as host:
             # It joined its instance (the session is in the outbox): it had its chance.
             assert wait_until(lambda: _session(state_home) != {}, 15), host.stderr
@@ -351,7 +354,9 @@ def test_a_config_rewritten_in_place_loses_no_event(
     heartbeats.)"""
     text = EXAMPLE_TEXT.replace('"logLevel"', f'"{ID}": "{uuid.uuid4()}",\n    "logLevel"')
     write_text(config_path, text)
-    env = host_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1", TELEMETRY_SHUTDOWN_TIMEOUT="10")
+    env = tracker_environ(
+        server.url, TELEMETRY_HEARTBEAT_SECONDS="1", TELEMETRY_SHUTDOWN_TIMEOUT="10"
+    )
     changes: list[int] = []  # each value of the session's lastSlot seen, in order
 
     def slot_reached() -> bool:
@@ -375,7 +380,7 @@ def test_a_config_rewritten_in_place_loses_no_event(
     made = len([slot for slot in changes if slot > 0])
     assert made <= names.count("heartbeat") <= _last_slot(config_path), (changes, names)
     assert max(uuid_counts(server).values()) == 1
-    assert "Traceback" not in "\n".join(host.stderr), host.stderr
+    assert "Traceback" not in host.stderr, host.stderr
 
 
 def test_a_config_caught_mid_rewrite_discards_nothing_and_disable_empties_at_once(
@@ -385,7 +390,7 @@ def test_a_config_caught_mid_rewrite_discards_nothing_and_disable_empties_at_onc
     explicit opt-out still empties the outbox at once."""
     write_text(config_path, EXAMPLE_TEXT)
     server.set_mode("500")  # events wait in the outbox
-    env = host_environ(server.url)
+    env = tracker_environ(server.url)
     with logged_host(config_path, env) as host:
         assert wait_until(lambda: _waiting(config_path) != [], 15), host.stderr
         with InPlaceRewriter(config_path) as rewriter:
@@ -396,7 +401,7 @@ def test_a_config_caught_mid_rewrite_discards_nothing_and_disable_empties_at_onc
         assert result.returncode == 0, result.stderr
         # At once: when it answers (the bot, seeing the opt-out, may have been first).
         assert _waiting(config_path) == [], "disable left events waiting"
-        host.send("exit")
+        host.send_line("exit")
         assert host.wait_exit(within(EXIT_SECONDS)) == 0, host.stderr
     assert server.events == []
 
