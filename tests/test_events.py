@@ -35,7 +35,12 @@ from tests.support.events import (
     word_in,
 )
 from tests.support.files import outbox_for, outbox_path, pending, read_config
-from tests.support.trackers import running_tracker, tracker_environ, tracker_host
+from tests.support.trackers import (
+    exit_normally,
+    running_tracker,
+    tracker_environ,
+    tracker_host,
+)
 from tests.support.waiting import wait_until
 
 
@@ -246,6 +251,40 @@ def test_the_schedule_is_kept_from_the_start_not_from_each_wake_up(config_path: 
         EventName.HEARTBEAT,  # slot 6, at 6.0
         EventName.SHUTDOWN,
     ]
+
+
+THREE_DAYS = 3 * 24 * 3600.0
+
+
+def test_a_step_of_the_wall_clock_moves_neither_uptime_nor_the_schedule(
+    server: CaptureServer, config_path: Path
+) -> None:
+    """A member whose wall clock reads three days ahead (as after a clock step) joins an
+    instance, runs it alone, then leaves it to a member with a true clock: uptime and
+    the heartbeat slots follow the time that elapsed, whichever member makes them."""
+    env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
+
+    def two_more_heartbeats() -> None:
+        count = len(server.events_named("heartbeat"))
+        assert server.wait_for_events(count + 2, name="heartbeat", timeout=30), server.events
+
+    ahead_args = ("--wall-clock-ahead", str(THREE_DAYS))
+    with (
+        tracker_host(config_path, env=env) as first,
+        tracker_host(config_path, *ahead_args, env=env) as ahead,
+    ):
+        exit_normally(first)
+        two_more_heartbeats()  # made by the member three days ahead, alone
+        with tracker_host(config_path, env=env) as last:
+            exit_normally(ahead)
+            two_more_heartbeats()  # not three days of silence
+            exit_normally(last)
+    assert server.wait_for_events(1, name="shutdown", timeout=10), server.events
+    heartbeats = [event["properties"] for event in server.events_named("heartbeat")]
+    assert {(beat["uptime_hours"], beat["uptime_days"]) for beat in heartbeats} == {(0, 0)}
+    assert [event["event"] for event in server.events].count("startup") == 1
+    [shutdown] = server.events_named("shutdown")
+    assert shutdown["properties"]["total_runtime_hours"] == 0
 
 
 def test_heartbeats_stop_when_disabled_and_resume_when_enabled(

@@ -2,14 +2,16 @@
 
     python tests/support/hosts/tracker_host.py --config PATH [--own exit3|print|ignore]
         [--own-signals TERM,INT] [--import-after S] [--retry-base S] [--retry-cap S]
-        [--app-version V] [--log] [--file-size-limit BYTES]
+        [--app-version V] [--log] [--file-size-limit BYTES] [--wall-clock-ahead S]
 
 Settings come from the environment (TELEMETRY_*), as for a real bot. Before the
 tracker, the host may install its own handler for SIGTERM/SIGINT (``--own``):
 ``exit3`` prints a ``handler`` line and calls ``sys.exit(3)``, ``print`` prints
 the line and carries on, ``ignore`` sets SIG_IGN. With ``--log``, what the plugin logs
 (warnings and above) goes to stderr, as a host's logging would send it; with
-``--file-size-limit``, no file it writes may grow past BYTES (as on a full disk).
+``--file-size-limit``, no file it writes may grow past BYTES (as on a full disk); with
+``--wall-clock-ahead``, its wall clock (``time.time``) reads S seconds ahead, as after
+a step of the machine's clock (its monotonic clock is left alone, as a step leaves it).
 
 Stdout: ``ready`` once the tracker was started and hooked, then one JSON object
 a line, each with a ``kind``. Stdin takes commands, one a line: ``ping``
@@ -108,6 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-version", default=None)
     parser.add_argument("--log", action="store_true")
     parser.add_argument("--file-size-limit", type=int, default=None)
+    parser.add_argument("--wall-clock-ahead", type=float, default=0.0)
     return parser.parse_args(argv)
 
 
@@ -144,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.file_size_limit is not None:
         limit = args.file_size_limit
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    if args.wall_clock_ahead:
+        wall_clock, ahead = time.time, args.wall_clock_ahead
+        time.time = lambda: wall_clock() + ahead
     sys.meta_path.insert(0, IMPORTS)
     sys.addaudithook(POPENS)
     if args.own != "none":
