@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 LOWEST := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 ARGS ?=
+# Most tests wait on subprocesses, sockets and signals, not on the CPU: three workers
+# keep two cores busy (measured: 170 s against 240 s with two).
+WORKERS ?= 3
 
 .PHONY: test test-lowest lint typecheck unit run bench dist-check clean
 
@@ -29,7 +32,7 @@ test: lint typecheck unit
 # The suite again, against the lowest supported slack-bolt, slack-sdk, posthog, tinydb.
 test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/python -m pip list 2>/dev/null | grep -i -E '^(slack|posthog|tinydb)'
-	$(LOWEST)/bin/pytest -n 2 -q
+	$(LOWEST)/bin/pytest -n $(WORKERS) -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check slackonos_telemetry tests bench .ci/dist-check
@@ -39,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict slackonos_telemetry
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n $(WORKERS) -q
 
 run: $(STAMP)
 	$(BIN)/slackonos-telemetry run $(ARGS)
