@@ -4,16 +4,17 @@ plugin) gets to finish, all at once, within one deadline for the whole process.
 Installed once per process, however many apps register: the deadline is
 TELEMETRY_SHUTDOWN_TIMEOUT for the process, never per app.
 
-Safe to re-enter, by construction. A signal handler runs on the main thread between
-any two bytecodes, also in the middle of code that holds a lock (ours, or threading's
-own when a thread starts), the handler itself included. So the handler takes no lock
-and starts no thread: it wakes this process's stopper thread (started at install,
-blocked on a pipe) with one ``os.write``, then polls a counter with short sleeps,
-never past the deadline. The stopper claims each participant with one atomic
-``dict.setdefault`` and stops them in parallel, each on a thread of its own. A signal
-that arrives while our handler runs is absorbed (the outer call finishes the job),
-also a SIGINT whose handler is Python's own (its KeyboardInterrupt is caught there);
-any number of SIGTERM and SIGINT end the process within the deadline.
+Safe to re-enter, by construction. A signal handler runs on the main thread between any
+two bytecodes, also in the middle of code that holds a lock (ours, or threading's own
+when a thread starts), the handler itself included. So the handler takes no lock and
+starts no thread: it wakes this process's stopper thread (started at install, blocked on
+a pipe) with one ``os.write``, then waits in ``select()`` on a second pipe, which the
+stopper writes to when its round is done, never past the deadline. The stopper claims
+each participant with one atomic ``dict.setdefault`` and stops them in parallel, each on
+a thread of its own. A signal that arrives while our handler runs is absorbed (the outer
+call finishes the job), also a SIGINT whose handler is Python's own (its
+KeyboardInterrupt is caught there); any number of SIGTERM and SIGINT end the process
+within the deadline.
 
 How each signal is chained, so that the host stops exactly as it would without us:
 - a handler the host installed: ours runs, then calls it (it decides how to exit);
@@ -38,6 +39,7 @@ import atexit
 import contextlib
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -53,9 +55,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 THREAD_NAME = "slackonos-telemetry-shutdown"
 STOPPER_THREAD = "slackonos-telemetry-stopper"
-# The waits poll (the handler may take no lock, see above): short enough that a stop
-# adds no visible time to the host's exit, cheap for the seconds a shutdown lasts.
-_POLL_SECONDS = 0.002
+# How often a wait on the main thread (the exit hook, a host's own call) looks again.
+_MAIN_THREAD_POLL_SECONDS = 0.002
 
 
 class Participant(Protocol):
@@ -71,7 +72,7 @@ class _Stop:
     def __init__(self, participant: Participant) -> None:
         self.participant = participant
         self.started = False
-        self.done = False
+        self.finished = threading.Event()
         self.result = False
 
     def start(self, deadline: float, how: str) -> None:
@@ -92,7 +93,7 @@ class _Stop:
             log.exception("telemetry shutdown failed; the bot is not affected")
             self.result = False
         finally:
-            self.done = True
+            self.finished.set()
 
 
 class _ProcessShutdown:
@@ -105,16 +106,20 @@ class _ProcessShutdown:
         self.installed = False
         self.handling = False  # our signal handler is running (on the main thread)
         self.wake_stopper: int | None = None  # the write end of the stopper's pipe
+        self.stopper_done: int | None = None  # the read end of the pipe it answers on
         self.rounds_asked = 0  # by the signal handler
         self.rounds_done = 0  # by the stopper
 
     def start_stopper(self) -> None:
         read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
-        start_thread(self._stopper, STOPPER_THREAD, read_end)
+        done_read, done_write = os.pipe()
+        for end in (write_end, done_read, done_write):
+            os.set_blocking(end, False)
+        start_thread(self._stopper, STOPPER_THREAD, read_end, done_write)
         self.wake_stopper = write_end
+        self.stopper_done = done_read
 
-    def _stopper(self, read_end: int) -> None:
+    def _stopper(self, read_end: int, done_write: int) -> None:
         while True:
             try:
                 if not os.read(read_end, 64):
@@ -124,6 +129,9 @@ class _ProcessShutdown:
             asked = self.rounds_asked
             run("signal")
             self.rounds_done = max(self.rounds_done, asked)
+            # A full pipe already holds a wake-up for the handler.
+            with contextlib.suppress(BlockingIOError):
+                os.write(done_write, b"d")
 
     def claim(self, participant: Participant) -> _Stop:
         # setdefault is one atomic step under the GIL: a participant is claimed once.
@@ -184,14 +192,22 @@ def run(how: str = "explicit", timeout: float | None = None, only: Any = None) -
         stops = [state.claim(participant) for participant in targets]
         for stop in stops:
             stop.start(deadline, how)
-        while not all(stop.done for stop in stops) and time.monotonic() < deadline:
-            try:
-                time.sleep(_POLL_SECONDS)
-            except KeyboardInterrupt:
-                if how != "exit":
-                    raise
-                # A second Ctrl-C while the exit hook waits: it still ends by the deadline.
-        return all(stop.done and stop.result for stop in stops)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        for stop in stops:
+            while not stop.finished.is_set() and (left := deadline - time.monotonic()) > 0:
+                try:
+                    if on_main_thread:
+                        # A signal handler may run inside this wait and call back in (a
+                        # host's handler calling shutdown): an Event's lock could then be
+                        # held by the very frame it interrupted. Poll, lock-free.
+                        time.sleep(min(left, _MAIN_THREAD_POLL_SECONDS))
+                    else:
+                        stop.finished.wait(left)
+                except KeyboardInterrupt:
+                    if how != "exit":
+                        raise
+                    # A second Ctrl-C while the exit hook waits: it still ends by the deadline.
+        return all(stop.finished.is_set() and stop.result for stop in stops)
     except Exception:
         log.exception("telemetry shutdown failed; the bot is not affected")
         return False
@@ -239,7 +255,7 @@ def _stop_from_handler(state: _ProcessShutdown) -> None:
     our bytecodes) is absorbed like any signal inside our handler: the signal being
     handled decides how the process ends. Each step is done once, so the round keeps
     its one deadline however often it is interrupted."""
-    if state.wake_stopper is None:
+    if state.wake_stopper is None or state.stopper_done is None:
         return
     deadline: float | None = None
     asked: int | None = None
@@ -257,8 +273,10 @@ def _stop_from_handler(state: _ProcessShutdown) -> None:
                 with contextlib.suppress(BlockingIOError):
                     os.write(state.wake_stopper, b"s")
                 woken = True
-            while state.rounds_done < asked and time.monotonic() < deadline:
-                time.sleep(_POLL_SECONDS)
+            while state.rounds_done < asked and (left := deadline - time.monotonic()) > 0:
+                select.select([state.stopper_done], [], [], left)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(state.stopper_done, 64)
             return
         except KeyboardInterrupt:
             continue
