@@ -8,10 +8,8 @@ the comma line differ (one-line files: only the span around the change differs).
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +20,7 @@ import pytest
 
 from slackonos_telemetry.config.jsonfile import dumps
 from slackonos_telemetry.config.jsontext import edit_object_text, render_new
+from tests.support.files import diff
 
 # SlackONOS's own example config: github.com/htilly/SlackONOS, config/config.json.example
 SLACKONOS_EXAMPLE = Path(__file__).parent / "data" / "slackonos-config.json.example"
@@ -39,24 +38,6 @@ OWNED = (
 def read(text: str) -> Any:
     # NaN would not equal itself: compare the constants by name.
     return json.loads(text, parse_constant=lambda name: f"<{name}>")
-
-
-def lines(text: str) -> list[str]:
-    """Lines with their endings, split where an editor splits them (\\n, \\r\\n, \\r)."""
-    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
-
-
-def diff(old: str, new: str) -> tuple[list[str], list[str]]:
-    """The lines ``git diff`` shows removed and added."""
-    before, after = lines(old), lines(new)
-    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    removed: list[str] = []
-    added: list[str] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "equal":
-            removed += before[i1:i2]
-            added += after[j1:j2]
-    return removed, added
 
 
 def changed_middles(old: str, new: str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ capture server on 127.0.0.1.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from slackonos_telemetry.config.jsonfile import dumps
 from tests.support.bots import open_testbed
 from tests.support.capture import CaptureServer, capture_server
 from tests.support.events import uuid_counts
-from tests.support.files import outbox_path
+from tests.support.files import diff, lines, outbox_path
 from tests.support.trackers import tracker_environ
 from tests.support.users import read_only_config
 from tests.support.waiting import wait_until, within
@@ -56,24 +55,6 @@ LOOKS: dict[str, str] = {
 
 
 # -- the file as a user sees it in git -----------------------------------------------------
-
-
-def lines(text: str) -> list[str]:
-    """Lines with their endings, split where an editor splits them (\\n, \\r\\n, \\r)."""
-    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
-
-
-def diff(old: str, new: str) -> tuple[list[str], list[str]]:
-    """The lines ``git diff`` shows removed and added."""
-    before, after = lines(old), lines(new)
-    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    removed: list[str] = []
-    added: list[str] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "equal":
-            removed += before[i1:i2]
-            added += after[j1:j2]
-    return removed, added
 
 
 def ending(line: str) -> str:

@@ -82,6 +82,26 @@ def ends_at_a_fresh_prompt(out: str, *markers: str) -> bool:
     return f"\n{PROMPT}" in out[last:]
 
 
+@contextlib.contextmanager
+def console_in_a_terminal(config_path: Path) -> Iterator[Process]:
+    """``run`` on a pseudo-terminal, on ``config_path``, with time to shut down."""
+    with cli_process(
+        "--config",
+        str(config_path),
+        "run",
+        terminal=True,
+        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
+    ) as tty:
+        yield tty
+
+
+def started_at_its_prompt(tty: Process) -> None:
+    """Until the startup event printed and the prompt is back: the plugin runs."""
+    assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
+        tty.describe()
+    )
+
+
 def answer_block(lines: list[str], first_words: str) -> list[str]:
     """The `bot>` answer starting with ``first_words``, with its indented lines."""
     for number, line in enumerate(lines):
@@ -247,13 +267,7 @@ def test_console_under_ci_says_so_first_and_sends_nothing(config_path: Path, ci:
 def test_output_while_the_prompt_waits_starts_its_own_line_and_a_new_prompt_follows(
     config_path: Path,
 ) -> None:
-    with cli_process(
-        "--config",
-        str(config_path),
-        "run",
-        terminal=True,
-        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
-    ) as tty:
+    with console_in_a_terminal(config_path) as tty:
         assert tty.wait_for_text(lambda out: out.endswith(PROMPT)), tty.describe()
         # Nothing is typed: the first-run notice and the startup event come on their own.
         assert tty.wait_for_text(
@@ -278,17 +292,8 @@ def test_output_while_the_prompt_waits_starts_its_own_line_and_a_new_prompt_foll
 @pytest.mark.parametrize("how", ["ctrl-d", "ctrl-c", "sigterm"])
 def test_eof_ctrl_c_and_sigterm_end_the_console_alike(config_path: Path, how: str) -> None:
     write_config(config_path, {"telemetryNoticeShown": True})
-    with cli_process(
-        "--config",
-        str(config_path),
-        "run",
-        terminal=True,
-        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
-    ) as tty:
-        # Once the startup event printed, the plugin is running: what is tested is the end.
-        assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
-            tty.describe()
-        )
+    with console_in_a_terminal(config_path) as tty:
+        started_at_its_prompt(tty)  # what is tested is the end
 
         if how == "ctrl-d":
             tty.type("\x04")
@@ -308,16 +313,8 @@ def test_eof_ctrl_c_and_sigterm_end_the_console_alike(config_path: Path, how: st
 
 def test_after_ctrl_d_at_the_prompt_shutting_down_starts_its_own_line(config_path: Path) -> None:
     write_config(config_path, {"telemetryNoticeShown": True})
-    with cli_process(
-        "--config",
-        str(config_path),
-        "run",
-        terminal=True,
-        env={"TELEMETRY_SHUTDOWN_TIMEOUT": GENEROUS_SHUTDOWN},
-    ) as tty:
-        assert tty.wait_for_text(lambda out: ends_at_a_fresh_prompt(out, f"{LOCAL}startup")), (
-            tty.describe()
-        )
+    with console_in_a_terminal(config_path) as tty:
+        started_at_its_prompt(tty)
         tty.type("\x04")
         assert tty.wait_exit() == 0, tty.describe()
         out = tty.text()

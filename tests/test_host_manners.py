@@ -45,6 +45,7 @@ from tests.support.cli import run_cli
 from tests.support.events import uuids_of
 from tests.support.files import outbox_for, pending, write_config
 from tests.support.slack_requests import (
+    HOST_CHAT,
     SECRET,
     click_payload,
     event_body,
@@ -74,16 +75,7 @@ def _drain_the_plugins_worker() -> None:
     worker.submit(lambda: None).result(WAIT_SECONDS)
 
 
-# -- case 15: a message that only starts like a command is the host's --------------------------
-
-HOST_CHAT = (
-    "Telemetry is down again, anyone?",
-    "telemetry is off right?",
-    "telemetry status please",
-    "Telemetry: what does it collect?",
-    "setconfig telemetryEnabled false please",
-    "setconfig telemetryEnabled false, then restart the bot",
-)
+# -- a message that only starts like a command is the host's --------------------------
 
 
 @pytest.mark.parametrize("order", ["host-listener-first", "plugin-first"])
@@ -130,7 +122,7 @@ def test_chat_that_only_starts_like_a_command_reaches_the_host(
     assert bed.config_bytes() == before, "host chat changed the telemetry setting"
 
 
-# -- case 16: no Web API call before the ack; a failed lookup is said to be one ----------------
+# -- no Web API call before the ack; a failed lookup is said to be one ----------------
 
 
 @contextlib.contextmanager
@@ -208,7 +200,7 @@ def test_a_failed_admin_channel_lookup_is_never_called_the_wrong_channel(
     assert bed.config()["telemetryEnabled"] is False
 
 
-# -- case 17: an admin channel with an upper-case letter is an ID ------------------------------
+# -- an admin channel with an upper-case letter is an ID ------------------------------
 
 
 @pytest.mark.parametrize("configured", ["C111", "G0PRIVATE1", "#C111"])
@@ -229,7 +221,7 @@ def test_an_upper_case_admin_channel_is_an_id_and_needs_no_lookup(
     assert bed.slack.calls("conversations.list") == []
 
 
-# -- case 18: no lookup at start unless the notice is due --------------------------------------
+# -- no lookup at start unless the notice is due --------------------------------------
 
 START_CASES: dict[str, tuple[dict[str, Any], dict[str, str], int]] = {
     # name: (config, environment, conversations.list calls expected at start)
@@ -259,7 +251,7 @@ def test_conversations_list_runs_at_start_only_for_a_notice_that_is_due(
     assert len(notices) == expected
 
 
-# -- case 19: any payload shape is the host's or ignored, never HTTP 500 -----------------------
+# -- any payload shape is the host's or ignored, never HTTP 500 -----------------------
 
 HOST_ACTION = {
     "type": "button",
@@ -377,7 +369,7 @@ def test_odd_payload_shapes_reach_the_host_as_without_the_plugin(bed: Testbed) -
     assert heard.texts() == heard_before, "the plugin's own commands reached the host too"
 
 
-# -- case 20: flush's deadline counts everything, the SDK's import included --------------------
+# -- flush's deadline counts everything, the SDK's import included --------------------
 
 
 def _waiting(config_path: Path, count: int = 2) -> list[str]:

@@ -87,7 +87,7 @@ def _queue(config_path: Path, count: int) -> list[str]:
     return uuids_of(events)
 
 
-# -- case 6: lone surrogates in another program's values ---------------------------------------
+# -- lone surrogates in another program's values ---------------------------------------
 
 # As Node writes a cut emoji: JSON escapes of lone surrogates, in a value, a key, an array.
 SURROGATE_TEXT = (
@@ -166,7 +166,7 @@ def test_status_shows_a_config_whose_own_values_hold_a_lone_surrogate(
     assert "Telemetry:" in result.stdout
 
 
-# -- case 7: nesting too deep, a number too long -----------------------------------------------
+# -- nesting too deep, a number too long -----------------------------------------------
 
 UNREADABLE = {
     "nested-100000": '{"gongLimit": 3,\n "queue": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
@@ -301,7 +301,7 @@ def test_disable_answers_and_empties_an_outbox_with_an_odd_key(config_path: Path
     assert pending(config_path) == []
 
 
-# -- case 8: the config file is a symlink ------------------------------------------------------
+# -- the config file is a symlink ------------------------------------------------------
 
 
 @pytest.fixture
@@ -358,7 +358,7 @@ def test_an_opt_out_in_the_real_file_is_honoured_by_a_bot_given_the_link(
     assert (report["enabled"], report["source"]) == (False, "config")
 
 
-# -- case 9: a rewrite keeps the owner and mode ------------------------------------------------
+# -- a rewrite keeps the owner and mode ------------------------------------------------
 
 
 @pytest.mark.parametrize("command", ["disable", "reset-id"])
@@ -385,7 +385,7 @@ def test_root_keeps_the_owner_and_mode_of_a_users_config(command: str) -> None:
         assert not_theirs == [], f"root now owns {not_theirs} in the bot's folder"
 
 
-# -- case 10: a redirect is not acceptance; 408 is retried -------------------------------------
+# -- a redirect is not acceptance; 408 is retried -------------------------------------
 
 
 @pytest.mark.parametrize("mode", [REDIRECT_301, REDIRECT_302, REDIRECT_307])
@@ -433,7 +433,7 @@ def test_a_running_bot_retries_a_408_until_accepted(
     assert uuids_of(server.events_named("startup"))[0] in retried
 
 
-# -- case 11: a key the plugin owns, given twice -----------------------------------------------
+# -- a key the plugin owns, given twice -----------------------------------------------
 
 TWICE = {
     "false-then-true": '{\n  "telemetryEnabled": false,\n  "gongLimit": 3,\n'
@@ -489,7 +489,7 @@ def test_slack_setconfig_on_an_owned_key_given_twice_answers_the_error(bed: Test
     assert bed.config_bytes() == original
 
 
-# -- case 12: reading never writes -------------------------------------------------------------
+# -- reading never writes -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["preview"]])
@@ -544,7 +544,7 @@ def test_slack_status_and_preview_write_nothing(
     assert "telemetryInstanceId" not in bed.config()
 
 
-# -- case 13: a closed pipe, a folder that cannot be written -----------------------------------
+# -- a closed pipe, a folder that cannot be written -----------------------------------
 
 
 def test_status_json_into_head_c1_through_a_shell_pipe(config_path: Path) -> None:
@@ -626,7 +626,7 @@ def test_flush_and_disable_in_a_folder_that_cannot_be_written(
         assert (config.path.read_bytes(), outbox.read_bytes()) == before
 
 
-# -- case 14: two apps in one process, one deadline --------------------------------------------
+# -- two apps in one process, one deadline --------------------------------------------
 
 SHUTDOWN_TIMEOUT = 3.0
 

@@ -63,7 +63,7 @@ def _queue(config_path: Path, instance_id: str, count: int) -> list[dict[str, An
     return [dict(event) for event in events]
 
 
-# -- case 1: the opt-out race ------------------------------------------------------------------
+# -- the opt-out race ------------------------------------------------------------------
 
 RACE_BOTS = 3
 ROUNDS_PER_BOT = 4  # 12 opt-outs in all, each landing at another moment of the send cycle
@@ -169,7 +169,7 @@ def test_no_request_carrying_an_older_event_starts_after_the_opt_out_answered(
     assert raced, "no request was under way around any opt-out: the test proved nothing"
 
 
-# -- case 2: every event is checked when it is sent --------------------------------------------
+# -- every event is checked when it is sent --------------------------------------------
 
 
 def _odd_entries(instance_id: str, old_id: str) -> dict[str, dict[str, Any]]:
@@ -249,7 +249,7 @@ def test_a_running_bot_sends_no_property_the_environment_adds(
     assert "$release_id" not in startup["properties"]
 
 
-# -- case 3: only a canonical, lower-case UUID4 is an instance ID ------------------------------
+# -- only a canonical, lower-case UUID4 is an instance ID ------------------------------
 
 NOT_CANONICAL = {
     "uuid1-with-mac": str(uuid.uuid1()),
@@ -290,7 +290,7 @@ def test_no_event_in_the_outbox_or_on_the_wire_carries_a_non_canonical_id(
     assert not set(uuids_of(stale)) & set(uuids_of(sent)), "an event with the old ID was sent"
 
 
-# -- case 4: no user name or password is ever shown --------------------------------------------
+# -- no user name or password is ever shown --------------------------------------------
 
 
 def _with_userinfo(url: str) -> str:
@@ -367,7 +367,7 @@ def test_logs_and_flush_never_show_user_info_of_the_host(
     _assert_no_secret(flush.stdout + flush.stderr, "flush")
 
 
-# -- case 5: an empty config file may be an opt-out that cannot be read ------------------------
+# -- an empty config file may be an opt-out that cannot be read ------------------------
 
 EMPTY_FILES = {"zero-bytes": "", "whitespace": "  \n\t\r\n  "}
 

@@ -24,6 +24,7 @@ from slackonos_telemetry.slack.commands import (
     strip_formatting,
 )
 from slackonos_telemetry.slack.glance import MAX_COMMAND_LENGTH, might_be_ours
+from tests.support.slack_requests import HOST_CHAT
 
 BOT = "U0BOT0001"
 
@@ -146,27 +147,22 @@ def test_only_the_bots_own_leading_mention_comes_off() -> None:
     assert parse_command(f"telemetry status <@{BOT}>", BOT) is None, "only a leading mention"
 
 
-HOST_CHAT = [  # test_host_manners.py's HOST_CHAT, and more of the same
-    "Telemetry is down again, anyone?",
-    "telemetry is off right?",
-    "telemetry status please",
-    "Telemetry: what does it collect?",
-    "setconfig telemetryEnabled false please",
-    "setconfig telemetryEnabled false, then restart the bot",
+NOT_COMMANDS = [
+    *HOST_CHAT,
     "*telemetry status* please",
     "setconfig gongLimit 5",
     "setconfig telemetryEnabled",  # the control below: this one is a command
 ]
 
 
-@pytest.mark.parametrize("text", HOST_CHAT[:-1])
+@pytest.mark.parametrize("text", NOT_COMMANDS[:-1])
 def test_chat_that_only_starts_like_a_command_is_not_one(text: str) -> None:
     assert parse_command(text, BOT) is None
     assert parse_command(f"<@{BOT}> {text}", BOT, mentioned=True) is None
 
 
 def test_the_whole_command_is_one() -> None:
-    assert parse_command(HOST_CHAT[-1], BOT) == Command(CommandKind.SET_ENABLED)
+    assert parse_command(NOT_COMMANDS[-1], BOT) == Command(CommandKind.SET_ENABLED)
     assert parse_command(f"<@{BOT}> telemetry is broken again?", BOT, mentioned=True) is None
 
 

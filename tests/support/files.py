@@ -12,8 +12,10 @@ the lock goes through the package's own API (``outbox_for``), or runs in a subpr
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -315,3 +317,24 @@ def tree(root: Path) -> dict[str, Snapshot]:
         with contextlib.suppress(FileNotFoundError):
             found[str(path.relative_to(root))] = Snapshot.of(path)
     return found
+
+
+# -- a file as a user sees it in git ------------------------------------------------------
+
+
+def lines(text: str) -> list[str]:
+    """Lines with their endings, split where an editor splits them (\\n, \\r\\n, \\r)."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
+
+
+def diff(old: str, new: str) -> tuple[list[str], list[str]]:
+    """The lines ``git diff`` shows removed and added."""
+    before, after = lines(old), lines(new)
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    removed: list[str] = []
+    added: list[str] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            removed += before[i1:i2]
+            added += after[j1:j2]
+    return removed, added

@@ -196,3 +196,14 @@ def post_signed(
 ) -> int:
     """POST ``body`` signed as Slack signs it; the HTTP status."""
     return post(url, body, signed_headers(body, secret), content_type, timeout)
+
+
+# Chat that only starts like a command: the host's, never the plugin's.
+HOST_CHAT = (
+    "Telemetry is down again, anyone?",
+    "telemetry is off right?",
+    "telemetry status please",
+    "Telemetry: what does it collect?",
+    "setconfig telemetryEnabled false please",
+    "setconfig telemetryEnabled false, then restart the bot",
+)
