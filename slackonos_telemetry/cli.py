@@ -231,7 +231,8 @@ def _preview(args: argparse.Namespace) -> int:
     from slackonos_telemetry.admin import preview_event
 
     preview = preview_event(_config_path(args), EventName(args.event))
-    print(json.dumps(preview.message, indent=2))
+    # Flushed first: into a closed pipe, the error is the one line on stderr.
+    print(json.dumps(preview.message, indent=2), flush=True)
     for name, source in preview.sources.items():
         sys.stderr.write(f"{name}: {source}\n")
     if not preview.decision.enabled:

@@ -159,8 +159,9 @@ def our_traceback_lines(stderr: str) -> list[str]:
         elif block and line.startswith(" "):
             block.append(line)
         elif block:
+            # A file of the package, not of a folder named after it (an unpacked sdist).
             ours = any(
-                entry.startswith("  File ") and "slackonos_telemetry" in entry for entry in block
+                entry.startswith("  File ") and "/slackonos_telemetry/" in entry for entry in block
             )
             if ours and not line.startswith("SystemExit"):
                 found += [*block, line]

@@ -24,5 +24,8 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # The first-run notice's grace (an hour by default) is tested on its own; elsewhere it
     # would hold every event of a bot whose notice was just posted.
     env["TELEMETRY_NOTICE_GRACE_SECONDS"] = "0"
+    # Output into a pipe block-buffered, as a user's shell has it (this machine sets
+    # PYTHONUNBUFFERED; a clean venv, as dist-check runs the suite, does not).
+    env.pop("PYTHONUNBUFFERED", None)
     env.update(extra or {})
     return env
