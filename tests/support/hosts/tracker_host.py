@@ -74,7 +74,13 @@ POPENS = SubprocessRecorder()
 
 
 def say(kind: str, **fields: Any) -> None:
-    print(json.dumps({"kind": kind, **fields}), flush=True)
+    write_line(json.dumps({"kind": kind, **fields}))
+
+
+def write_line(text: str) -> None:
+    """One line on stdout in one write(2), through no buffer and no lock: the host's own
+    signal handler says things too, and may run while the main thread is writing."""
+    os.write(sys.stdout.fileno(), (text + "\n").encode())
 
 
 def modules_report() -> dict[str, Any]:
@@ -174,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutdown.participate(tracker)
     shutdown.install()
     hooked = [signum for signum, handler in before.items() if signal.getsignal(signum) != handler]
-    print("ready", flush=True)
+    write_line("ready")
     say("hooked", signals=[signal.Signals(s).name for s in hooked], pid=os.getpid())
     try:
         return serve_stdin(time.monotonic() + MAX_SECONDS)
