@@ -225,3 +225,29 @@ def test_shutdown_event_is_delivered_when_the_server_accepts_after_an_outage(
     names = sorted(event["event"] for event in server.events)
     assert names == ["shutdown", "startup"], names
     assert pending(config_path) == []
+
+
+class _RecordsItsDeadline:
+    """A participant that notes the deadline it was given, and finishes at once."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[float, float]] = []  # (called at, deadline)
+
+    def stop_for_exit(self, deadline: float, how: str) -> bool:
+        self.given.append((time.monotonic(), deadline))
+        return True
+
+
+def test_a_round_that_ended_early_leaves_the_next_its_whole_timeout() -> None:
+    """Defect pinned (found under load): an explicit shutdown that finished early left its
+    deadline in the future, and a later one in the same process (another app's, another
+    tracker's) inherited what was left of it instead of its own timeout."""
+    from slackonos_telemetry.telemetry import shutdown
+
+    first, later = _RecordsItsDeadline(), _RecordsItsDeadline()
+    assert shutdown.run("explicit", 8.0, only=first)
+    asked_at = time.monotonic()
+    assert shutdown.run("explicit", 30.0, only=later)
+    [(_, deadline)] = later.given
+    # What was left of the first round's 8 s would end well before 30 s from now.
+    assert deadline >= asked_at + 30.0, "the later round got the earlier one's deadline"

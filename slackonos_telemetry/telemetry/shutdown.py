@@ -138,10 +138,19 @@ class _ProcessShutdown:
         return self.stops.setdefault(id(participant), _Stop(participant))
 
     def deadline_for(self, timeout: float | None) -> float:
+        """The deadline of the round under way, or of a new one that starts now. A round
+        that ended early leaves its deadline in the future: it binds no later round."""
         now = time.monotonic()
-        if self.deadline <= now:  # no round under way: this one sets the deadline
+        under_way = self.rounds_asked > self.rounds_done or any(
+            stop.started and not stop.finished.is_set() for stop in self._stops()
+        )
+        if self.deadline <= now or not under_way:
             self.deadline = now + _timeout(timeout)
         return self.deadline
+
+    def _stops(self) -> list[_Stop]:
+        # A copy taken in one step (no lock: the signal handler asks too).
+        return list(self.stops.values())
 
 
 _state: PerProcess[_ProcessShutdown] = PerProcess(_ProcessShutdown)
