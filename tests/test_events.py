@@ -35,6 +35,7 @@ from tests.support.events import (
     word_in,
 )
 from tests.support.files import outbox_for, outbox_path, pending, read_config
+from tests.support.processes import Process
 from tests.support.trackers import (
     exit_normally,
     running_tracker,
@@ -264,6 +265,9 @@ def test_a_step_of_the_wall_clock_moves_neither_uptime_nor_the_schedule(
     the heartbeat slots follow the time that elapsed, whichever member makes them."""
     env = tracker_environ(server.url, TELEMETRY_HEARTBEAT_SECONDS="1")
 
+    def joined(host: Process) -> None:
+        assert wait_until(lambda: host.ask("joined", "joined")["joined"], 30), host.describe()
+
     def two_more_heartbeats() -> None:
         count = len(server.events_named("heartbeat"))
         assert server.wait_for_events(count + 2, name="heartbeat", timeout=30), server.events
@@ -273,9 +277,11 @@ def test_a_step_of_the_wall_clock_moves_neither_uptime_nor_the_schedule(
         tracker_host(config_path, env=env) as first,
         tracker_host(config_path, *ahead_args, env=env) as ahead,
     ):
+        joined(ahead)  # in the background: the first must not leave before
         exit_normally(first)
         two_more_heartbeats()  # made by the member three days ahead, alone
         with tracker_host(config_path, env=env) as last:
+            joined(last)
             exit_normally(ahead)
             two_more_heartbeats()  # not three days of silence
             exit_normally(last)

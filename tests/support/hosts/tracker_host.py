@@ -16,8 +16,9 @@ a step of the machine's clock (its monotonic clock is left alone, as a step leav
 Stdout: ``ready`` once the tracker was started and hooked, then one JSON object
 a line, each with a ``kind``. Stdin takes commands, one a line: ``ping``
 (answers ``pong``), ``modules`` (what was imported, by which thread, and which
-threads started subprocesses), ``exit`` (a normal interpreter exit). The host
-ends by itself after MAX_SECONDS whatever happens.
+threads started subprocesses), ``joined`` (whether its tracker has joined the
+instance), ``exit`` (a normal interpreter exit). The host ends by itself after
+MAX_SECONDS whatever happens.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def serve_stdin(deadline: float) -> int:
+def serve_stdin(deadline: float, tracker: Any) -> int:
     at_eof = False
     while (remaining := deadline - time.monotonic()) > 0:
         if at_eof:
@@ -138,6 +139,8 @@ def serve_stdin(deadline: float) -> int:
             say("pong", pid=os.getpid())
         elif command == "modules":
             say("modules", **modules_report())
+        elif command == "joined":
+            say("joined", joined=tracker.session.joined)
         elif command == "exit":
             return 0
         elif command:
@@ -183,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_line("ready")
     say("hooked", signals=[signal.Signals(s).name for s in hooked], pid=os.getpid())
     try:
-        return serve_stdin(time.monotonic() + MAX_SECONDS)
+        return serve_stdin(time.monotonic() + MAX_SECONDS, tracker)
     except KeyboardInterrupt:
         say("keyboard-interrupt", **modules_report())
         return EXIT_KEYBOARD_INTERRUPT
